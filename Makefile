@@ -1,0 +1,44 @@
+# The README's two commands: `make run` (the live demo) and `make test` (everything CI checks).
+# Both do all set-up on a fresh machine: a virtualenv with the package, and the Kubernetes
+# binaries built from their Go modules into ~/.cache/computegate (reused on later runs).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup binaries run test lint unit e2e bench manifests clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Prints the folder that holds etcd, kube-apiserver, kubectl and helm; harness and tests read it.
+binaries:
+	@mkdir -p $(VENV)
+	bash hack/install-k8s-binaries.sh > $(VENV)/assets-path
+
+run: setup binaries
+	COMPUTEGATE_ASSETS=$$(cat $(VENV)/assets-path) $(VENV)/bin/computegate demo
+
+lint: setup
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy --strict operator/computegate
+	$(VENV)/bin/lint-imports
+
+test: setup binaries lint
+	COMPUTEGATE_ASSETS=$$(cat $(VENV)/assets-path) $(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest -m "not e2e"
+
+bench: setup
+	$(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
