@@ -1,0 +1,200 @@
+"""CustomResourceDefinitions generated from the pydantic models, so schema and code agree.
+
+The generated manifests are written into the chart and ``manifests/`` by
+``computegate crds`` and a test checks the checked-in copies are current.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from computegate.models.resources import (
+    GROUP,
+    VERSION,
+    AcceleratorProfileSpec,
+    CompliancePolicySpec,
+    ExportLicenseSpec,
+    TenantSpec,
+)
+
+JsonSchema = dict[str, Any]
+
+_DROPPED_KEYS = {"title", "description", "$defs", "additionalProperties"}
+
+
+def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
+    """Turn pydantic's JSON Schema into a Kubernetes structural schema: no refs, no null unions."""
+    if "$ref" in node:
+        return _structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    if "anyOf" in node:
+        options = [option for option in node["anyOf"] if option.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express {node} as a structural schema")
+        merged = {**_structural(options[0], defs)}
+        if "default" in node and node["default"] is not None:
+            merged["default"] = node["default"]
+        return merged
+    if "const" in node:
+        return {"type": "string", "enum": [node["const"]]}
+    out: JsonSchema = {key: value for key, value in node.items() if key not in _DROPPED_KEYS}
+    if "enum" in node and "type" not in node:
+        out["type"] = "string"
+    if "properties" in node:
+        out["type"] = "object"
+        out["properties"] = {name: _structural(sub, defs) for name, sub in node["properties"].items()}
+    elif isinstance(node.get("additionalProperties"), dict):
+        out["additionalProperties"] = _structural(node["additionalProperties"], defs)
+    if "items" in node:
+        out["items"] = _structural(node["items"], defs)
+    if out.get("default") is None:
+        out.pop("default", None)
+    return out
+
+
+def spec_schema(model: type[BaseModel]) -> JsonSchema:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    return _structural(schema, schema.get("$defs", {}))
+
+
+def _column(name: str, path: str, kind: str = "string", priority: int = 0) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
+    if priority:
+        column["priority"] = priority
+    return column
+
+
+_AGE = _column("Age", ".metadata.creationTimestamp", "date")
+
+_LICENSE_STATUS: JsonSchema = {
+    "type": "object",
+    "description": "Kept by the operator: consumption, reservations, headroom and conditions.",
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    spec: JsonSchema,
+    columns: list[dict[str, Any]],
+    root_rules: list[dict[str, str]] | None = None,
+    status: JsonSchema | None = None,
+) -> dict[str, Any]:
+    root: JsonSchema = {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+        },
+    }
+    if root_rules:
+        root["x-kubernetes-validations"] = root_rules
+    version: dict[str, Any] = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": root},
+        "additionalPrinterColumns": [*columns, _AGE],
+    }
+    if status is not None:
+        root["properties"]["status"] = status
+        version["subresources"] = {"status": {}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "computegate"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Cluster",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": ["computegate"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def crd_manifests() -> list[dict[str, Any]]:
+    """The four CRDs, in the order they are installed."""
+    license_spec = spec_schema(ExportLicenseSpec)
+    license_spec["x-kubernetes-validations"] = [
+        {
+            # date-time strings are CEL timestamps, so this compares instants, not text.
+            "rule": "self.validUntil > self.validFrom",
+            "message": "validUntil must be after validFrom",
+        },
+    ]
+    tenant_spec = spec_schema(TenantSpec)
+    tenant_spec["properties"]["namespaces"]["x-kubernetes-list-type"] = "set"
+    policy_spec = spec_schema(CompliancePolicySpec)
+    return [
+        _crd(
+            kind="Tenant",
+            plural="tenants",
+            short_names=["cgtenant"],
+            spec=tenant_spec,
+            columns=[
+                _column("Jurisdiction", ".spec.jurisdiction"),
+                _column("Parent", ".spec.parentJurisdiction"),
+                _column("KYC", ".spec.kyc.status"),
+                _column("Display Name", ".spec.displayName", priority=1),
+            ],
+        ),
+        _crd(
+            kind="ExportLicense",
+            plural="exportlicenses",
+            short_names=["exlic"],
+            spec=license_spec,
+            columns=[
+                _column("Tenant", ".spec.tenant"),
+                _column("License", ".spec.licenseNumber"),
+                _column("Max TPP", ".spec.maxTPP", "number"),
+                _column("Used TPP", ".status.consumedTPP", "number"),
+                _column("Valid Until", ".spec.validUntil"),
+                _column("Revoked", ".spec.revoked", "boolean"),
+                _column("Authority", ".spec.authority", priority=1),
+                _column("Valid From", ".spec.validFrom", priority=1),
+            ],
+            status=_LICENSE_STATUS,
+        ),
+        _crd(
+            kind="CompliancePolicy",
+            plural="compliancepolicies",
+            short_names=["cgpolicy"],
+            spec=policy_spec,
+            columns=[
+                _column("Enforcement", ".spec.enforcement"),
+                _column("Unknown Tenant", ".spec.unknownTenant", priority=1),
+            ],
+            root_rules=[
+                {
+                    "rule": "self.metadata.name == 'default'",
+                    "message": "the CompliancePolicy must be named default",
+                }
+            ],
+        ),
+        _crd(
+            kind="AcceleratorProfile",
+            plural="acceleratorprofiles",
+            short_names=["accprofile"],
+            spec=spec_schema(AcceleratorProfileSpec),
+            columns=[
+                _column("Vendor", ".spec.vendor"),
+                _column("Model", ".spec.model"),
+                _column("TPP", ".spec.tpp", "number"),
+                _column("PD", ".spec.performanceDensity", "number"),
+            ],
+        ),
+    ]

@@ -1,0 +1,63 @@
+"""Kubernetes resource quantities (``"8"``, ``8``, ``"500m"``, ``"1Ki"``) as exact fractions."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_SUFFIXES: dict[str, Fraction] = {
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 10**3),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50),
+    "Ei": Fraction(2**60),
+}
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+
+
+def parse_quantity(value: object) -> Fraction:
+    """Parse a quantity as the API server does; a negative one is an input error here."""
+    if isinstance(value, bool):
+        raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {value!r}')
+    if isinstance(value, Fraction):
+        parsed = value
+    elif isinstance(value, int):
+        parsed = Fraction(value)
+    elif isinstance(value, float):
+        parsed = Fraction(str(value))
+    elif isinstance(value, str):
+        match = _QUANTITY.match(value.strip())
+        if not match:
+            raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {value!r}')
+        number, exponent, suffix = match.groups()
+        parsed = Fraction(number)
+        if exponent:
+            parsed *= Fraction(10) ** int(exponent[1:])
+        else:
+            parsed *= _SUFFIXES[suffix or ""]
+    else:
+        raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {type(value).__name__}')
+    if parsed < 0:
+        raise ValueError(f"a resource quantity cannot be negative, got {value!r}")
+    return parsed
+
+
+def _serialize(value: Fraction) -> int | str:
+    return int(value) if value.denominator == 1 else f"{int(value * 1000)}m"
+
+
+Quantity = Annotated[Fraction, BeforeValidator(parse_quantity), PlainSerializer(_serialize)]

@@ -1,0 +1,140 @@
+"""ComputeGate's own resources (group ``computegate.io``, version ``v1alpha1``, cluster-scoped).
+
+Field names are the API (DESIGN.md); the CRD schemas are generated from these models
+(``computegate.models.crds``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from computegate.models.base import ApiModel, CountryCode, Timestamp, WireModel
+from computegate.models.kube import ObjectMeta
+
+GROUP = "computegate.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class KycStatus(StrEnum):
+    VERIFIED = "Verified"
+    PENDING = "Pending"
+    FAILED = "Failed"
+
+
+class Action(StrEnum):
+    ALLOW = "Allow"
+    REQUIRE_LICENSE = "RequireLicense"
+    PROHIBIT = "Prohibit"
+
+
+class Enforcement(StrEnum):
+    ENFORCE = "Enforce"
+    AUDIT = "Audit"
+
+
+class UnknownTenantAction(StrEnum):
+    DENY = "Deny"
+    ALLOW = "Allow"
+
+
+class UnknownAcceleratorAction(StrEnum):
+    ASSUME_MOST_CAPABLE = "AssumeMostCapable"
+    DENY = "Deny"
+
+
+Band = Literal["3A090.a", "3A090.b"]
+
+
+def _all_bands() -> list[Band]:
+    return ["3A090.a", "3A090.b"]
+
+
+class Kyc(ApiModel):
+    status: KycStatus
+    verified_at: Timestamp | None = None
+
+
+class TenantSpec(ApiModel):
+    display_name: str | None = None
+    jurisdiction: CountryCode
+    parent_jurisdiction: CountryCode | None = None
+    kyc: Kyc
+    namespaces: list[str] = Field(default_factory=list)
+
+
+class ExportLicenseSpec(ApiModel):
+    tenant: str = Field(min_length=1)
+    license_number: str = Field(min_length=1)
+    authority: str = Field(min_length=1)
+    valid_from: Timestamp
+    valid_until: Timestamp
+    accelerators: list[str] = Field(default_factory=list)
+    max_tpp: float = Field(alias="maxTPP", ge=0)
+    max_accelerators: float | None = Field(default=None, ge=0)
+    revoked: bool = False
+    revoked_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _window_is_not_empty(self) -> ExportLicenseSpec:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("validUntil must be after validFrom")
+        return self
+
+
+class PolicyRule(ApiModel):
+    groups: list[str] = Field(default_factory=list)
+    jurisdictions: list[CountryCode] = Field(default_factory=list)
+    action: Action
+
+
+class CompliancePolicySpec(ApiModel):
+    enforcement: Enforcement = Enforcement.ENFORCE
+    country_groups: dict[str, list[CountryCode]] = Field(default_factory=dict)
+    rules: list[PolicyRule] | None = None
+    controlled_bands: list[Band] = Field(default_factory=_all_bands)
+    require_kyc: bool = Field(default=True, alias="requireKYC")
+    unknown_tenant: UnknownTenantAction = UnknownTenantAction.DENY
+    unknown_accelerator: UnknownAcceleratorAction = UnknownAcceleratorAction.ASSUME_MOST_CAPABLE
+    exempt_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+
+
+class AcceleratorProfileSpec(ApiModel):
+    vendor: str
+    model: str
+    resource_names: list[str] = Field(min_length=1)
+    product_labels: dict[str, list[str]] = Field(default_factory=dict)
+    device_class_names: list[str] = Field(default_factory=list)
+    tpp: float = Field(ge=0)
+    performance_density: float | None = Field(default=None, ge=0)
+    datacenter: bool = True
+    mig_compute_slices: int | None = Field(default=None, ge=1)
+
+
+class _Resource(WireModel):
+    api_version: str = API_VERSION
+    metadata: ObjectMeta
+
+
+class Tenant(_Resource):
+    kind: Literal["Tenant"] = "Tenant"
+    spec: TenantSpec
+
+
+class ExportLicense(_Resource):
+    kind: Literal["ExportLicense"] = "ExportLicense"
+    spec: ExportLicenseSpec
+    status: dict[str, Any] | None = None
+
+
+class CompliancePolicy(_Resource):
+    kind: Literal["CompliancePolicy"] = "CompliancePolicy"
+    spec: CompliancePolicySpec = Field(default_factory=CompliancePolicySpec)
+
+
+class AcceleratorProfile(_Resource):
+    kind: Literal["AcceleratorProfile"] = "AcceleratorProfile"
+    spec: AcceleratorProfileSpec
