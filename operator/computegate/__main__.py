@@ -1,0 +1,3 @@
+from computegate.cli import main
+
+raise SystemExit(main())
