@@ -12,6 +12,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="computegate", description="Admission control for export-controlled AI compute."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from computegate import evaluate
+
+    evaluate.add_arguments(
+        commands.add_parser(
+            "evaluate",
+            help="judge workload manifests against cluster state in YAML files, offline",
+            description="One JSON verdict per workload; exit 0 all admitted, 1 any denied, 2 bad input.",
+        )
+    )
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
     crds.set_defaults(handler=_print_crds)
     args = parser.parse_args(argv)

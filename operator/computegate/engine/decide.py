@@ -1,0 +1,215 @@
+"""DESIGN.md step 4: the verdict, first match wins; and step 6, judging an UPDATE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from computegate.engine.footprint import pod_uses, workload_pods
+from computegate.engine.messages import Messages
+from computegate.engine.policy import stricter
+from computegate.engine.state import ClusterState, Usage
+from computegate.engine.verdict import AcceleratorUse, Code, Verdict
+from computegate.models.kube import Pod, Workload
+from computegate.models.resources import (
+    Action,
+    Enforcement,
+    ExportLicense,
+    KycStatus,
+    UnknownAcceleratorAction,
+    UnknownTenantAction,
+)
+
+# The closest failure wins: a license that only lacks headroom is nearer to admitting the
+# workload than one that does not cover its model, and so on down to one not valid yet.
+_LICENSE_FAILURE_ORDER = (
+    Code.LICENSE_CAP_EXCEEDED,
+    Code.LICENSE_SCOPE,
+    Code.LICENSE_REVOKED,
+    Code.LICENSE_EXPIRED,
+    Code.LICENSE_NOT_YET_VALID,
+)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    uses: tuple[AcceleratorUse, ...]
+
+    @property
+    def accelerators(self) -> float:
+        return sum(use.count for use in self.uses)
+
+    @property
+    def controlled(self) -> tuple[AcceleratorUse, ...]:
+        return tuple(use for use in self.uses if use.controlled)
+
+    @property
+    def controlled_usage(self) -> Usage:
+        return Usage(sum(u.tpp for u in self.controlled), sum(u.count for u in self.controlled))
+
+    @property
+    def resolved(self) -> bool:
+        return all(use.resolved for use in self.uses)
+
+
+def footprint(state: ClusterState, workload: Workload) -> Footprint:
+    namespace = workload.metadata.namespace or ""
+    uses: list[AcceleratorUse] = []
+    for spec, count in workload_pods(state, workload):
+        if count > 0:
+            uses.extend(pod_uses(state, spec, namespace, count))
+    return Footprint(tuple(uses))
+
+
+def decide(state: ClusterState, workload: Workload, *, at: datetime) -> Verdict:
+    """Judge a CREATE: may this workload run, for this tenant, on this hardware, under a license?"""
+    return _judge(state, workload, footprint(state, workload), demand=None, at=at)
+
+
+def decide_update(state: ClusterState, old: Workload, new: Workload, *, at: datetime) -> Verdict:
+    """Judge an UPDATE (DESIGN.md step 6).
+
+    A pod's resources are immutable, so a pod UPDATE is never denied for accounting; a
+    controller UPDATE is judged on the growth of its footprint only.
+    """
+    new_footprint = footprint(state, new)
+    if isinstance(new, Pod):
+        return _admit_unchanged(_judge(state, new, new_footprint, demand=Usage(0, 0), at=at), "pod")
+    growth = new_footprint.controlled_usage - footprint(state, old).controlled_usage
+    grows = growth.tpp > 0 or growth.accelerators > 0
+    demand = Usage(max(growth.tpp, 0.0), max(growth.accelerators, 0.0))
+    verdict = _judge(state, new, new_footprint, demand=demand, at=at)
+    return verdict if grows else _admit_unchanged(verdict, "controller")
+
+
+def _admit_unchanged(verdict: Verdict, what: str) -> Verdict:
+    if verdict.allowed:
+        return verdict
+    reason = (
+        "a pod's resources cannot change, so an update is not judged on accounting"
+        if what == "pod"
+        else "the update does not grow the workload's controlled footprint"
+    )
+    return verdict.model_copy(
+        update={"allowed": True, "warnings": (*verdict.warnings, f"{verdict.message} (admitted: {reason})")}
+    )
+
+
+def _judge(
+    state: ClusterState, workload: Workload, fp: Footprint, *, demand: Usage | None, at: datetime
+) -> Verdict:
+    verdict = _first_match(state, workload, fp, demand if demand is not None else fp.controlled_usage, at)
+    if verdict.allowed or state.policy.enforcement is not Enforcement.AUDIT:
+        return verdict
+    return verdict.model_copy(
+        update={"allowed": True, "audit": True, "warnings": (f"Audit mode, would deny: {verdict.message}",)}
+    )
+
+
+def _first_match(
+    state: ClusterState, workload: Workload, fp: Footprint, demand: Usage, at: datetime
+) -> Verdict:
+    policy = state.policy
+    namespace = workload.metadata.namespace or ""
+    say = Messages(workload, fp.uses)
+    numbers = {
+        "accelerators": fp.accelerators,
+        "tpp": sum(u.tpp for u in fp.uses) if fp.uses and fp.resolved else None,
+        "controlled_tpp": fp.controlled_usage.tpp,
+        "controlled_accelerators": fp.controlled_usage.accelerators,
+        "uses": fp.uses,
+    }
+
+    who: dict[str, object] = {}
+
+    def verdict(
+        code: Code, message: str, *, allowed: bool | None = None, license: str | None = None
+    ) -> Verdict:
+        admitted = code.admits if allowed is None else allowed
+        fields = {
+            "code": code,
+            "allowed": admitted,
+            "message": f"[{code.value}] {message}",
+            "license": license,
+        }
+        return Verdict.model_validate({**fields, **numbers, **who})
+
+    if not fp.uses:
+        return verdict(Code.NO_ACCELERATOR, say.no_accelerator())
+    if namespace in policy.exempt_namespaces:
+        return verdict(Code.EXEMPT, say.exempt(namespace))
+    lookup = state.tenant_for_namespace(namespace)
+    if lookup.tenant is None:
+        allow = policy.unknown_tenant is UnknownTenantAction.ALLOW
+        return verdict(Code.UNKNOWN_TENANT, say.unknown_tenant(namespace, lookup, allow), allowed=allow)
+    tenant = lookup.tenant
+    who["tenant"] = tenant.metadata.name
+    if not fp.resolved and policy.unknown_accelerator is UnknownAcceleratorAction.DENY:
+        return verdict(Code.UNKNOWN_ACCELERATOR, say.unknown_accelerator())
+    if not fp.controlled:
+        return verdict(Code.NOT_CONTROLLED, say.not_controlled(policy.controlled_bands))
+    if policy.require_kyc and tenant.spec.kyc.status is not KycStatus.VERIFIED:
+        return verdict(Code.KYC_INCOMPLETE, say.kyc_incomplete(tenant))
+
+    own = policy.action_for(tenant.spec.jurisdiction)
+    parent = policy.action_for(tenant.spec.parent_jurisdiction) if tenant.spec.parent_jurisdiction else None
+    from_parent = parent is not None and stricter(parent.action, own.action) != own.action
+    effective = parent if from_parent and parent is not None else own
+    country = tenant.spec.parent_jurisdiction if from_parent else tenant.spec.jurisdiction
+    who.update(jurisdiction=country, jurisdiction_source="parent" if from_parent else "own")
+    where = say.jurisdiction(tenant, country or "", from_parent, effective)
+    if effective.action is Action.ALLOW:
+        return verdict(Code.JURISDICTION_ALLOWED, where)
+    if effective.action is Action.PROHIBIT:
+        return verdict(Code.PROHIBITED, say.prohibited(where))
+
+    licenses = state.licenses_of(tenant.metadata.name)
+    if not licenses:
+        return verdict(Code.NO_LICENSE, say.no_license(where, demand))
+    checks = sorted(
+        ((_license_failure(state, lic, fp, demand, at), lic) for lic in licenses),
+        key=lambda pair: (pair[1].spec.valid_until, pair[1].metadata.name),
+    )
+    usable = [lic for failure, lic in checks if failure is None]
+    if usable:
+        chosen = usable[0]  # the one that expires first, then by name
+        headroom = _headroom(state, chosen)
+        return verdict(
+            Code.LICENSED, say.licensed(where, chosen, demand, headroom), license=chosen.metadata.name
+        )
+    code, closest = min(
+        ((failure, lic) for failure, lic in checks if failure is not None),
+        key=lambda pair: (_LICENSE_FAILURE_ORDER.index(pair[0]), pair[1].metadata.name),
+    )
+    detail = say.license_failure(code, closest, demand, _headroom(state, closest))
+    return verdict(code, f"{where} {detail}", license=closest.metadata.name)
+
+
+def _headroom(state: ClusterState, lic: ExportLicense) -> Usage:
+    used = state.consumption(lic.metadata.name)
+    max_count = lic.spec.max_accelerators
+    return Usage(
+        lic.spec.max_tpp - used.tpp, float("inf") if max_count is None else max_count - used.accelerators
+    )
+
+
+def _license_failure(
+    state: ClusterState, lic: ExportLicense, fp: Footprint, demand: Usage, at: datetime
+) -> Code | None:
+    spec = lic.spec
+    if spec.revoked:
+        return Code.LICENSE_REVOKED
+    if at >= spec.valid_until:
+        return Code.LICENSE_EXPIRED
+    if at < spec.valid_from:
+        return Code.LICENSE_NOT_YET_VALID
+    if spec.accelerators and not all(
+        state.profiles.by_name[use.profile].covered_by.intersection(spec.accelerators)
+        for use in fp.controlled
+    ):
+        return Code.LICENSE_SCOPE
+    headroom = _headroom(state, lic)
+    # A tiny tolerance: fractional MIG shares must not fail a cap they exactly meet.
+    if demand.tpp > headroom.tpp + 1e-9 or demand.accelerators > headroom.accelerators + 1e-9:
+        return Code.LICENSE_CAP_EXCEEDED
+    return None

@@ -1,0 +1,275 @@
+"""How much accelerator compute a workload asks for, and of which model (DESIGN.md steps 1-3)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from computegate.engine.selection import named_label_values, node_admitted, selector_key
+from computegate.engine.verdict import AcceleratorUse
+from computegate.models.kube import Container, Controller, Pod, PodSpec, Workload
+from computegate.models.resources import UnknownAcceleratorAction
+
+if TYPE_CHECKING:
+    from computegate.engine.state import ClusterState, ResolvedProfile, Usage
+
+_ACCELERATOR_PREFIXES = (
+    "nvidia.com/",
+    "habana.ai/",
+    "gpu.intel.com/",
+    "huawei.com/Ascend",
+    "aws.amazon.com/neuron",
+    "deviceclass.resource.kubernetes.io/",
+)
+_ACCELERATOR_NAMES = frozenset({"amd.com/gpu", "google.com/tpu"})
+_MIG = re.compile(r"^nvidia\.com/mig-(\d+)g\.")
+_DEVICE_CLASS_RESOURCE = "deviceclass.resource.kubernetes.io/"
+_FULL_GPU = "nvidia.com/gpu"
+_CLAIM = "resourceclaim:"  # the pseudo-resource a DRA device request stands for
+
+
+def is_accelerator_resource(name: str, state: ClusterState) -> bool:
+    return (
+        name in _ACCELERATOR_NAMES
+        or name.startswith(_ACCELERATOR_PREFIXES)
+        or name in state.profiles.by_resource
+    )
+
+
+def _container_ask(container: Container) -> dict[str, Fraction]:
+    # A container's limit counts where it sets no request (the API server defaults it so).
+    return {**container.resources.limits, **container.resources.requests}
+
+
+def effective_requests(spec: PodSpec, state: ClusterState) -> dict[str, Fraction]:
+    """Per accelerator resource, what the scheduler reserves for the pod, sidecars included."""
+    resources: dict[str, Fraction] = defaultdict(Fraction)
+    sidecars: dict[str, Fraction] = defaultdict(Fraction)
+    init_peak: dict[str, Fraction] = defaultdict(Fraction)
+    for container in spec.init_containers:
+        ask = _container_ask(container)
+        if container.restart_policy == "Always":
+            for name, amount in ask.items():
+                sidecars[name] += amount
+                init_peak[name] = max(init_peak[name], sidecars[name])
+        else:
+            for name in set(ask) | set(sidecars):
+                init_peak[name] = max(init_peak[name], ask.get(name, Fraction(0)) + sidecars[name])
+    for container in spec.containers:
+        for name, amount in _container_ask(container).items():
+            resources[name] += amount
+    for name in set(resources) | set(sidecars) | set(init_peak):
+        resources[name] = max(resources[name] + sidecars[name], init_peak[name])
+    return {
+        name: amount
+        for name, amount in resources.items()
+        if amount > 0 and is_accelerator_resource(name, state)
+    }
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    profiles: tuple[ResolvedProfile, ...]
+    unresolved: bool
+
+
+def _profiles_for_resource(resource: str, state: ClusterState) -> tuple[list[ResolvedProfile], Fraction]:
+    """Profiles that can serve a resource, and the share of a chip that one unit of it is."""
+    index = state.profiles
+    mig = _MIG.match(resource)
+    if mig:
+        profiles = [p for p in index.by_resource.get(_FULL_GPU, []) if p.spec.mig_compute_slices]
+        return profiles, Fraction(int(mig.group(1)))  # divided by each profile's slices later
+    if resource in index.by_resource:
+        return index.by_resource[resource], Fraction(1)
+    if resource == "nvidia.com/gpu.shared":
+        return index.by_resource.get(_FULL_GPU, []), Fraction(1)  # a time-slice may be the whole chip
+    if resource.startswith(_DEVICE_CLASS_RESOURCE):
+        return index.by_device_class.get(resource.removeprefix(_DEVICE_CLASS_RESOURCE), []), Fraction(1)
+    if resource.startswith(_CLAIM):
+        return index.by_device_class.get(resource.removeprefix(_CLAIM), []), Fraction(1)
+    return [], Fraction(1)
+
+
+def _node_offers(
+    state: ClusterState, node_name: str, resource: str, candidates: list[ResolvedProfile]
+) -> bool:
+    node = state.nodes[node_name]
+    if resource.startswith(_CLAIM):  # DRA devices are not in node capacity; the node's model says it
+        names = {p.name for p in candidates}
+        return any(p.name in names for p in state.profiles.for_node_labels(node.metadata.labels))
+    return node.status.capacity.get(resource, Fraction(0)) > 0
+
+
+def _candidates(state: ClusterState, spec: PodSpec, resource: str) -> _Candidates:
+    key = (resource, spec.node_name, selector_key(spec))
+    cached = state.selection_cache.get(key)
+    if isinstance(cached, _Candidates):
+        return cached
+    serving, _ = _profiles_for_resource(resource, state)
+    serving_names = {p.name for p in serving}
+    found: dict[str, ResolvedProfile] = {}
+    unresolved = False
+
+    def add_node(node_name: str) -> None:
+        nonlocal unresolved
+        models = [
+            p
+            for p in state.profiles.for_node_labels(state.nodes[node_name].metadata.labels)
+            if p.name in serving_names
+        ]
+        if not models:
+            unresolved = True
+        for profile in models:
+            found[profile.name] = profile
+
+    if spec.node_name is not None:
+        if spec.node_name in state.nodes:
+            add_node(spec.node_name)
+        else:
+            unresolved = True
+    else:
+        for node_name, node in state.nodes.items():
+            if _node_offers(state, node_name, resource, serving) and node_admitted(spec, node):
+                add_node(node_name)
+        for label_key, value in named_label_values(spec, state.profiles.label_keys):
+            named = state.profiles.for_label_value(label_key, value)
+            if named is None:
+                unresolved = True
+            elif named.name in serving_names:
+                found[named.name] = named
+        if not found and resource.startswith(_CLAIM) and serving:
+            found = {p.name: p for p in serving}  # no node known yet: the class's worst model
+        elif not found:
+            unresolved = True
+    result = _Candidates(tuple(found.values()), unresolved)
+    state.selection_cache[key] = result
+    return result
+
+
+def _use(
+    resource: str, count: Fraction, profile: ResolvedProfile, resolved: bool, state: ClusterState
+) -> AcceleratorUse:
+    _, units = _profiles_for_resource(resource, state)
+    share = (
+        units / profile.spec.mig_compute_slices
+        if _MIG.match(resource) and profile.spec.mig_compute_slices
+        else Fraction(1)
+    )
+    return AcceleratorUse(
+        resource=resource,
+        profile=profile.name,
+        model=f"{profile.spec.vendor} {profile.spec.model}",
+        count=float(count * share),
+        tpp_per_chip=profile.spec.tpp,
+        band=profile.band,
+        controlled=profile.band in state.policy.controlled_bands,
+        resolved=resolved,
+    )
+
+
+def _claim_requests(spec: PodSpec, namespace: str, state: ClusterState) -> dict[str, Fraction]:
+    """Devices asked for through resource claims, keyed by the pseudo-resource of their class."""
+    asks: dict[str, Fraction] = defaultdict(Fraction)
+    for pod_claim in spec.resource_claims:
+        claim_spec = None
+        if pod_claim.resource_claim_name:
+            claim = state.claims.get((namespace, pod_claim.resource_claim_name))
+            claim_spec = claim.spec if claim else None
+        elif pod_claim.resource_claim_template_name:
+            template = state.claim_templates.get((namespace, pod_claim.resource_claim_template_name))
+            claim_spec = template.spec.spec if template else None
+        if claim_spec is None:
+            asks[_CLAIM] += 1  # a claim we cannot see yet: one device of an unknown class
+            continue
+        for request in claim_spec.devices.requests:
+            exact = request.exact
+            if exact is None:
+                asks[_CLAIM] += 1
+            elif exact.allocation_mode == "All":
+                asks[_CLAIM + exact.device_class_name] += _largest_node_count(state, exact.device_class_name)
+            else:
+                asks[_CLAIM + exact.device_class_name] += exact.count
+    return {resource: count for resource, count in asks.items() if count > 0}
+
+
+def _largest_node_count(state: ClusterState, device_class: str) -> Fraction:
+    resources = {
+        r for p in state.profiles.by_device_class.get(device_class, []) for r in p.spec.resource_names
+    }
+    counts = [n.status.capacity.get(r, Fraction(0)) for n in state.nodes.values() for r in resources]
+    return max([Fraction(1), *counts])
+
+
+def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int = 1) -> list[AcceleratorUse]:
+    """The accelerators one pod asks for, each resolved to the model that counts (the worst case)."""
+    uses = []
+    asks = {**effective_requests(spec, state), **_claim_requests(spec, namespace, state)}
+    for resource, count in sorted(asks.items()):
+        candidates = _candidates(state, spec, resource)
+        worst = max(candidates.profiles, key=lambda p: (p.spec.tpp, p.name), default=None)
+        resolved = not candidates.unresolved
+        if not resolved and state.policy.unknown_accelerator is UnknownAcceleratorAction.ASSUME_MOST_CAPABLE:
+            serving, _ = _profiles_for_resource(resource, state)
+            pool = serving or list(state.profiles.by_name.values())
+            worst = max([*pool, *candidates.profiles], key=lambda p: (p.spec.tpp, p.name), default=None)
+        if worst is None:
+            worst = state.profiles.most_capable
+        if worst is None:
+            continue  # no profile at all: nothing can be resolved or assumed
+        uses.append(_use(_display_resource(resource), count * multiplier, worst, resolved, state))
+    return uses
+
+
+def _display_resource(resource: str) -> str:
+    return resource.replace(_CLAIM, "resourceclaim/", 1) if resource.startswith(_CLAIM) else resource
+
+
+def controlled_usage(state: ClusterState, spec: PodSpec, namespace: str) -> Usage:
+    from computegate.engine.state import Usage
+
+    uses = [use for use in pod_uses(state, spec, namespace) if use.controlled]
+    return Usage(sum(use.tpp for use in uses), sum(use.count for use in uses))
+
+
+def workload_pods(state: ClusterState, workload: Workload) -> list[tuple[PodSpec, int]]:
+    """The pods a workload makes, as (pod spec, how many), DESIGN.md step 1."""
+    if isinstance(workload, Pod):
+        return [(workload.spec, 1)]
+    return _controller_pods(state, workload)
+
+
+def _controller_pods(state: ClusterState, controller: Controller) -> list[tuple[PodSpec, int]]:
+    spec = controller.spec
+    match controller.kind:
+        case "Deployment" | "ReplicaSet" | "StatefulSet":
+            template = spec.template
+            count = 1 if spec.replicas is None else spec.replicas
+        case "Job":
+            template = spec.template
+            count = 1 if spec.parallelism is None else spec.parallelism
+        case "CronJob":
+            job = spec.job_template.spec if spec.job_template else None
+            template = job.template if job else None
+            count = 1 if job is None or job.parallelism is None else job.parallelism
+        case "DaemonSet":
+            template = spec.template
+            if template is None:
+                return []
+            return _daemonset_pods(state, template.spec, controller.metadata.namespace or "")
+    if template is None or count == 0:
+        return []
+    return [(template.spec, count)]
+
+
+def _daemonset_pods(state: ClusterState, spec: PodSpec, namespace: str) -> list[tuple[PodSpec, int]]:
+    resources = set(effective_requests(spec, state))
+    pods = []
+    for node_name, node in state.nodes.items():
+        offers = any(node.status.capacity.get(r, Fraction(0)) > 0 for r in resources)
+        if (offers or spec.resource_claims) and node_admitted(spec, node):
+            pods.append((spec.model_copy(update={"node_name": node_name}), 1))
+    return pods

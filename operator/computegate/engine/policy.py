@@ -1,0 +1,80 @@
+"""The effective CompliancePolicy: the cluster's fields over the built-in defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from computegate.models.resources import (
+    Action,
+    CompliancePolicySpec,
+    Enforcement,
+    PolicyRule,
+    UnknownAcceleratorAction,
+    UnknownTenantAction,
+)
+
+_STRICTNESS = {Action.ALLOW: 0, Action.REQUIRE_LICENSE: 1, Action.PROHIBIT: 2}
+
+
+def stricter(first: Action, second: Action) -> Action:
+    return first if _STRICTNESS[first] >= _STRICTNESS[second] else second
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    action: Action
+    rule_index: int | None  # None: no rule matched, so the country is allowed
+    via: str | None  # the group (or "jurisdictions") through which the rule matched
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    spec: CompliancePolicySpec
+    country_groups: dict[str, frozenset[str]]
+    rules: tuple[PolicyRule, ...]
+    exempt_namespaces: frozenset[str]
+    from_cluster: bool
+
+    @classmethod
+    def build(
+        cls,
+        spec: CompliancePolicySpec | None,
+        builtin_groups: dict[str, frozenset[str]],
+        builtin_rules: tuple[PolicyRule, ...],
+    ) -> EffectivePolicy:
+        from_cluster = spec is not None
+        spec = spec or CompliancePolicySpec()
+        groups = dict(builtin_groups)
+        # A group named in the policy replaces the built-in group of that name; others remain.
+        groups.update({name: frozenset(codes) for name, codes in spec.country_groups.items()})
+        rules = tuple(spec.rules) if spec.rules is not None else builtin_rules
+        return cls(spec, groups, rules, frozenset(spec.exempt_namespaces), from_cluster)
+
+    @property
+    def enforcement(self) -> Enforcement:
+        return self.spec.enforcement
+
+    @property
+    def controlled_bands(self) -> frozenset[str]:
+        return frozenset(self.spec.controlled_bands)
+
+    @property
+    def require_kyc(self) -> bool:
+        return self.spec.require_kyc
+
+    @property
+    def unknown_tenant(self) -> UnknownTenantAction:
+        return self.spec.unknown_tenant
+
+    @property
+    def unknown_accelerator(self) -> UnknownAcceleratorAction:
+        return self.spec.unknown_accelerator
+
+    def action_for(self, country: str) -> RuleMatch:
+        for index, rule in enumerate(self.rules):
+            if country in rule.jurisdictions:
+                return RuleMatch(rule.action, index, "jurisdictions")
+            for group in rule.groups:
+                if country in self.country_groups.get(group, frozenset()):
+                    return RuleMatch(rule.action, index, group)
+        return RuleMatch(Action.ALLOW, None, None)

@@ -1,0 +1,341 @@
+"""An in-memory, indexed snapshot of the cluster state a decision reads.
+
+Adapters keep it current (the webhook from watch events, the evaluator from files) through
+``upsert`` and ``remove``. Everything a decision looks up is a dict access, so its cost does
+not grow with the number of tenants, licenses, nodes or pods; derived views (profile and
+policy indexes, licence consumption) are rebuilt only when their inputs change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from computegate.engine.bands import Band, eccn_band
+from computegate.engine.policy import EffectivePolicy
+from computegate.models.kube import (
+    DeviceClass,
+    Namespace,
+    Node,
+    Pod,
+    ResourceClaim,
+    ResourceClaimTemplate,
+)
+from computegate.models.resources import (
+    AcceleratorProfile,
+    AcceleratorProfileSpec,
+    CompliancePolicy,
+    ExportLicense,
+    PolicyRule,
+    Tenant,
+)
+
+TENANT_LABEL = "computegate.io/tenant"
+LICENSE_ANNOTATION = "computegate.io/license"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+# GPU Feature Discovery appends these to gpu.product for time-slicing and MIG single strategy.
+_GFD_SUFFIX = re.compile(r"-(SHARED|MIG-[0-9A-Za-z.+-]*)$")
+
+StateObject = (
+    Tenant
+    | ExportLicense
+    | CompliancePolicy
+    | AcceleratorProfile
+    | Namespace
+    | Node
+    | Pod
+    | ResourceClaim
+    | ResourceClaimTemplate
+    | DeviceClass
+)
+
+
+@dataclass(frozen=True)
+class Usage:
+    tpp: float
+    accelerators: float
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.tpp + other.tpp, self.accelerators + other.accelerators)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.tpp - other.tpp, self.accelerators - other.accelerators)
+
+
+NO_USAGE = Usage(0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What ships with the package: built-in profiles, country groups and default rules."""
+
+    profiles: dict[str, AcceleratorProfileSpec]
+    country_groups: dict[str, frozenset[str]]
+    rules: tuple[PolicyRule, ...]
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    name: str
+    spec: AcceleratorProfileSpec
+    band: Band | None
+    covered_by: frozenset[str]  # names a license may list to cover it: its own and those it shadows
+
+
+def normalize_product_label(value: str) -> str:
+    return _GFD_SUFFIX.sub("", value)
+
+
+@dataclass
+class ProfileIndex:
+    by_name: dict[str, ResolvedProfile]
+    by_label: dict[tuple[str, str], ResolvedProfile]
+    by_resource: dict[str, list[ResolvedProfile]]
+    by_device_class: dict[str, list[ResolvedProfile]]
+    label_keys: frozenset[str]
+    most_capable: ResolvedProfile | None
+
+    @classmethod
+    def build(
+        cls, builtin: dict[str, AcceleratorProfileSpec], cluster: dict[str, AcceleratorProfileSpec]
+    ) -> ProfileIndex:
+        specs = {**builtin, **cluster}  # a cluster profile with a built-in's name replaces it
+        shadowed: dict[str, set[str]] = defaultdict(set)
+        label_owner: dict[tuple[str, str], str] = {}
+        # Built-ins first, then cluster profiles, so a cluster profile wins a shared label value.
+        for name in [*(n for n in specs if n not in cluster), *cluster]:
+            for key, values in specs[name].product_labels.items():
+                for value in values:
+                    previous = label_owner.get((key, value))
+                    if previous is not None and previous != name:
+                        shadowed[name].add(previous)
+                    label_owner[(key, value)] = name
+        resolved = {
+            name: ResolvedProfile(
+                name=name,
+                spec=spec,
+                band=eccn_band(spec.tpp, spec.performance_density, spec.datacenter),
+                covered_by=frozenset({name, *shadowed[name]}),
+            )
+            for name, spec in specs.items()
+        }
+        by_resource: dict[str, list[ResolvedProfile]] = defaultdict(list)
+        by_device_class: dict[str, list[ResolvedProfile]] = defaultdict(list)
+        for profile in resolved.values():
+            for resource in profile.spec.resource_names:
+                by_resource[resource].append(profile)
+            for device_class in profile.spec.device_class_names:
+                by_device_class[device_class].append(profile)
+        return cls(
+            by_name=resolved,
+            by_label={label: resolved[name] for label, name in label_owner.items()},
+            by_resource=dict(by_resource),
+            by_device_class=dict(by_device_class),
+            label_keys=frozenset(key for key, _ in label_owner),
+            most_capable=max(resolved.values(), key=lambda p: (p.spec.tpp, p.name), default=None),
+        )
+
+    def for_node_labels(self, labels: dict[str, str]) -> list[ResolvedProfile]:
+        found = []
+        for key in self.label_keys.intersection(labels):
+            profile = self.by_label.get((key, labels[key])) or self.by_label.get(
+                (key, normalize_product_label(labels[key]))
+            )
+            if profile is not None:
+                found.append(profile)
+        return found
+
+    def for_label_value(self, key: str, value: str) -> ResolvedProfile | None:
+        return self.by_label.get((key, value)) or self.by_label.get((key, normalize_product_label(value)))
+
+
+@dataclass(frozen=True)
+class TenantLookup:
+    tenant: Tenant | None
+    claimants: int  # how many tenants claim the namespace (list or label); >1 is a conflict
+    missing_label_target: str | None = None  # the label names a tenant that does not exist
+
+
+@dataclass
+class _LicensedPod:
+    license: str
+    usage: Usage
+
+
+@dataclass
+class ClusterState:
+    catalog: Catalog
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    licenses: dict[str, ExportLicense] = field(default_factory=dict)
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    pods: dict[tuple[str, str], Pod] = field(default_factory=dict)
+    claims: dict[tuple[str, str], ResourceClaim] = field(default_factory=dict)
+    claim_templates: dict[tuple[str, str], ResourceClaimTemplate] = field(default_factory=dict)
+    device_classes: dict[str, DeviceClass] = field(default_factory=dict)
+    cluster_profiles: dict[str, AcceleratorProfileSpec] = field(default_factory=dict)
+    policy_object: CompliancePolicy | None = None
+    reservations: dict[str, Usage] = field(default_factory=dict)  # license → live reservations
+
+    _licenses_by_tenant: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _tenants_by_listed_namespace: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _profiles: ProfileIndex | None = None
+    _policy: EffectivePolicy | None = None
+    _licensed_pods: dict[tuple[str, str], _LicensedPod] | None = None
+    _consumption: dict[str, Usage] = field(default_factory=dict)
+    selection_cache: dict[object, object] = field(default_factory=dict)
+
+    # ----- derived views -----
+
+    @property
+    def profiles(self) -> ProfileIndex:
+        if self._profiles is None:
+            self._profiles = ProfileIndex.build(self.catalog.profiles, self.cluster_profiles)
+        return self._profiles
+
+    @property
+    def policy(self) -> EffectivePolicy:
+        if self._policy is None:
+            spec = self.policy_object.spec if self.policy_object else None
+            self._policy = EffectivePolicy.build(spec, self.catalog.country_groups, self.catalog.rules)
+        return self._policy
+
+    def licenses_of(self, tenant: str) -> list[ExportLicense]:
+        return [self.licenses[name] for name in sorted(self._licenses_by_tenant.get(tenant, ()))]
+
+    def tenant_for_namespace(self, namespace: str) -> TenantLookup:
+        names = set(self._tenants_by_listed_namespace.get(namespace, ()))
+        label_target = None
+        ns = self.namespaces.get(namespace)
+        if ns is not None and TENANT_LABEL in ns.metadata.labels:
+            label_target = ns.metadata.labels[TENANT_LABEL]
+            names.add(label_target)
+        if len(names) != 1:
+            return TenantLookup(None, len(names))
+        (name,) = names
+        tenant = self.tenants.get(name)
+        return TenantLookup(tenant, 1, None if tenant else name)
+
+    def consumption(self, license_name: str) -> Usage:
+        """Controlled TPP and accelerators of live pods admitted under the license, plus reservations."""
+        self._ensure_consumption()
+        return self._consumption.get(license_name, NO_USAGE) + self.reservations.get(license_name, NO_USAGE)
+
+    # ----- mutation -----
+
+    def upsert(self, obj: StateObject) -> None:
+        match obj:
+            case Tenant():
+                self._drop_tenant(obj.metadata.name)
+                self.tenants[obj.metadata.name] = obj
+                for namespace in obj.spec.namespaces:
+                    self._tenants_by_listed_namespace[namespace].add(obj.metadata.name)
+            case ExportLicense():
+                self._drop_license(obj.metadata.name)
+                self.licenses[obj.metadata.name] = obj
+                self._licenses_by_tenant[obj.spec.tenant].add(obj.metadata.name)
+            case CompliancePolicy():
+                self.policy_object = obj
+                self._policy = None
+                self._invalidate_consumption()
+            case AcceleratorProfile():
+                self.cluster_profiles[obj.metadata.name] = obj.spec
+                self._hardware_changed()
+            case Namespace():
+                self.namespaces[obj.metadata.name] = obj
+            case Node():
+                previous = self.nodes.get(obj.metadata.name)
+                self.nodes[obj.metadata.name] = obj
+                if (
+                    previous is None
+                    or previous.metadata.labels != obj.metadata.labels
+                    or (previous.status.capacity != obj.status.capacity)
+                ):
+                    self._hardware_changed()
+            case Pod():
+                key = (obj.metadata.namespace or "", obj.metadata.name)
+                self._forget_pod_usage(key)
+                self.pods[key] = obj
+                self._count_pod_usage(key, obj)
+            case ResourceClaim():
+                self.claims[(obj.metadata.namespace or "", obj.metadata.name)] = obj
+            case ResourceClaimTemplate():
+                self.claim_templates[(obj.metadata.namespace or "", obj.metadata.name)] = obj
+            case DeviceClass():
+                self.device_classes[obj.metadata.name] = obj
+
+    def remove(self, kind: str, name: str, namespace: str | None = None) -> None:
+        key = (namespace or "", name)
+        match kind:
+            case "Tenant":
+                self._drop_tenant(name)
+            case "ExportLicense":
+                self._drop_license(name)
+            case "CompliancePolicy":
+                self.policy_object = None
+                self._policy = None
+                self._invalidate_consumption()
+            case "AcceleratorProfile":
+                if self.cluster_profiles.pop(name, None) is not None:
+                    self._hardware_changed()
+            case "Namespace":
+                self.namespaces.pop(name, None)
+            case "Node":
+                if self.nodes.pop(name, None) is not None:
+                    self._hardware_changed()
+            case "Pod":
+                self._forget_pod_usage(key)
+                self.pods.pop(key, None)
+            case "ResourceClaim":
+                self.claims.pop(key, None)
+            case "ResourceClaimTemplate":
+                self.claim_templates.pop(key, None)
+            case "DeviceClass":
+                self.device_classes.pop(name, None)
+
+    def _drop_tenant(self, name: str) -> None:
+        old = self.tenants.pop(name, None)
+        if old is not None:
+            for namespace in old.spec.namespaces:
+                self._tenants_by_listed_namespace[namespace].discard(name)
+
+    def _drop_license(self, name: str) -> None:
+        old = self.licenses.pop(name, None)
+        if old is not None:
+            self._licenses_by_tenant[old.spec.tenant].discard(name)
+
+    def _hardware_changed(self) -> None:
+        self._profiles = None
+        self.selection_cache.clear()
+        self._invalidate_consumption()
+
+    def _invalidate_consumption(self) -> None:
+        self._licensed_pods = None
+        self._consumption.clear()
+
+    def _ensure_consumption(self) -> None:
+        if self._licensed_pods is None:
+            self._licensed_pods = {}
+            for key, pod in self.pods.items():
+                self._count_pod_usage(key, pod)
+
+    def _count_pod_usage(self, key: tuple[str, str], pod: Pod) -> None:
+        if self._licensed_pods is None:
+            return  # counted on the next rebuild
+        license_name = pod.metadata.annotations.get(LICENSE_ANNOTATION)
+        if not license_name or pod.status.phase in TERMINAL_PHASES:
+            return
+        from computegate.engine.footprint import controlled_usage  # footprint reads this module
+
+        usage = controlled_usage(self, pod.spec, key[0])
+        self._licensed_pods[key] = _LicensedPod(license_name, usage)
+        self._consumption[license_name] = self._consumption.get(license_name, NO_USAGE) + usage
+
+    def _forget_pod_usage(self, key: tuple[str, str]) -> None:
+        if self._licensed_pods is None:
+            return
+        entry = self._licensed_pods.pop(key, None)
+        if entry is not None:
+            self._consumption[entry.license] = self._consumption[entry.license] - entry.usage
