@@ -89,13 +89,17 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
     """Every non-empty YAML document under the paths; a ``List`` is read as its items."""
     documents: list[Document] = []
     for path in _files(paths):
+        loaded: list[Any] = []
         try:
-            loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            for body in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+                loaded.append(body)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
+            where = f", line {mark.line + 1}" if mark is not None else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise InputError(f"{path}:{where}: not valid YAML: {problem}") from None
+            # The documents before the broken one loaded, so it is the next one.
+            document = len(loaded) + 1
+            raise InputError(f"{path}: document {document}{where}: not valid YAML: {problem}") from None
         except (OSError, UnicodeDecodeError) as error:
             raise InputError(f"{path}: cannot be read: {error}") from None
         for index, body in enumerate(loaded, start=1):
@@ -113,9 +117,19 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
     return documents
 
 
+# Namespaced kinds: a document without metadata.namespace lands in "default", as with
+# `kubectl apply` in the default context, rather than in no namespace at all.
+NAMESPACED_KINDS = frozenset({"Pod", "ResourceClaim", "ResourceClaimTemplate", *CONTROLLER_KINDS})
+DEFAULT_NAMESPACE = "default"
+
+
 def _parse(document: Document, model: type[BaseModel]) -> Any:
+    body = document.body
+    metadata = body.get("metadata")
+    if document.kind in NAMESPACED_KINDS and isinstance(metadata, dict) and not metadata.get("namespace"):
+        body = {**body, "metadata": {**metadata, "namespace": DEFAULT_NAMESPACE}}
     try:
-        return model.model_validate(document.body)
+        return model.model_validate(body)
     except ValidationError as error:
         raise InputError(f"{document.where}: {describe_validation_error(error)}") from None
 

@@ -193,3 +193,125 @@ def make_state() -> StateFactory:
         return state
 
     return build
+
+
+# ----- helpers for the feature tests (appended; the builders above are unchanged) -----
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-80GB"
+L40 = "NVIDIA-L40"
+T4 = "Tesla-T4"
+TPP = {name: float(spec["tpp"]) for name, spec in PROFILES.items()}
+
+
+def verdict_of(state: ClusterState, body: dict[str, Any], *, at: datetime = NOW) -> Any:
+    """Judge a workload body (a wire-shaped dict) as a CREATE."""
+    from computegate.engine import decide
+
+    return decide(state, workload(body), at=at)
+
+
+def container(
+    name: str = "c",
+    *,
+    requests: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if requests is not None:
+        resources["requests"] = requests
+    if limits is not None:
+        resources["limits"] = limits
+    return {"name": name, "image": "x", "resources": resources, **extra}
+
+
+def pod_with(
+    containers: list[dict[str, Any]],
+    *,
+    init: list[dict[str, Any]] | None = None,
+    name: str = "p",
+    namespace: str = "team",
+    **spec: Any,
+) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {"containers": containers, **spec}
+    if init is not None:
+        pod_spec["initContainers"] = init
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": pod_spec,
+    }
+
+
+def controller(
+    kind: str, template_spec: dict[str, Any], *, name: str = "c", namespace: str = "team", **spec: Any
+) -> dict[str, Any]:
+    body_spec: dict[str, Any] = dict(spec)
+    template = {"metadata": {"labels": {"app": name}}, "spec": template_spec}
+    if kind == "CronJob":
+        job_spec = {"template": template, **body_spec.pop("job", {})}
+        body_spec["jobTemplate"] = {"spec": job_spec}
+    else:
+        body_spec["template"] = template
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body_spec,
+    }
+
+
+def policy(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "computegate.io/v1alpha1",
+        "kind": "CompliancePolicy",
+        "metadata": {"name": "default"},
+        "spec": spec,
+    }
+
+
+def profile(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "computegate.io/v1alpha1",
+        "kind": "AcceleratorProfile",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def running(
+    body: dict[str, Any],
+    *,
+    license_name: str | None = None,
+    phase: str = "Running",
+    node_name: str | None = None,
+) -> dict[str, Any]:
+    """A pod already in the cluster, optionally admitted under a license (the annotation)."""
+    metadata = dict(body["metadata"])
+    if license_name is not None:
+        metadata["annotations"] = {"computegate.io/license": license_name}
+    spec = dict(body["spec"])
+    if node_name is not None:
+        spec["nodeName"] = node_name
+    return {**body, "metadata": metadata, "spec": spec, "status": {"phase": phase}}
+
+
+@pytest.fixture
+def licensed_state(make_state: StateFactory) -> StateFactory:
+    """A CN tenant (RequireLicense) owning namespace ``team``, one H100 node, and what you add."""
+
+    def build(*bodies: dict[str, Any], catalog: Catalog = CATALOG) -> ClusterState:
+        return make_state(
+            node("h100-1", H100),
+            tenant("acme", "CN", namespaces=["team"]),
+            *bodies,
+            catalog=catalog,
+        )
+
+    return build
