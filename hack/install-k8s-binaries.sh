@@ -21,9 +21,10 @@ mkdir -p "$BIN"
 log() { echo "install-k8s-binaries: $*" >&2; }
 
 have() {  # have NAME ENVVAR: link a binary the user already has into $BIN
+  # Same order as the Python harness (computegate.devcluster.find_binaries).
   local name=$1 var=$2 path=""
-  if [ -n "${!var:-}" ] && [ -x "${!var}" ]; then path=${!var}
-  elif [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then path=$KUBEBUILDER_ASSETS/$name
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then path=$KUBEBUILDER_ASSETS/$name
+  elif [ -n "${!var:-}" ] && [ -x "${!var}" ]; then path=${!var}
   fi
   [ -n "$path" ] || return 1
   ln -sf "$path" "$BIN/$name"

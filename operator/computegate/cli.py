@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,6 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
     crds.set_defaults(handler=_print_crds)
+    dev = commands.add_parser("dev", help="a local etcd + kube-apiserver for trials (docs/dev-cluster.md)")
+    dev.set_defaults(handler=_dev)
+    dev_actions = dev.add_subparsers(dest="dev_action", required=True, metavar="ACTION")
+    dev_up = dev_actions.add_parser("up", help="start it in the background, install the CRDs, seed --state")
+    dev_up.add_argument("--state", type=Path, help="folder of YAML objects to restore into the cluster")
+    dev_down = dev_actions.add_parser("down", help="stop it; no process is left behind")
+    for action in (dev_up, dev_down):
+        action.add_argument("--data-dir", type=Path, help="default: ~/.cache/computegate/dev")
     args = parser.parse_args(argv)
     handler = args.handler
     result: int = handler(args)
@@ -36,6 +45,12 @@ def _print_crds(_: argparse.Namespace) -> int:
 
     sys.stdout.write(yaml.safe_dump_all(crd_manifests(), sort_keys=False))
     return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from computegate.devcluster import run_dev_command
+
+    return run_dev_command(args.dev_action, state_dir=getattr(args, "state", None), data_dir=args.data_dir)
 
 
 if __name__ == "__main__":

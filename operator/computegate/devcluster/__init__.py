@@ -1,0 +1,86 @@
+"""A real Kubernetes control plane on this machine: etcd and kube-apiserver as local processes.
+
+The rule of this package: it only ever runs the real, pinned upstream binaries (built by
+``make binaries`` or supplied by the user, see ``find_binaries``), bound to 127.0.0.1, with
+RBAC on; it never fakes the API server. It is an adapter: it may use the models (to install
+the CRDs) but nothing in the engine depends on it. No kubelet, controller-manager or scheduler
+runs, so pods stay Pending and deleted namespaces stay Terminating.
+
+- ``ControlPlane``: start/attach/stop, admin kubeconfig, ``mint_user`` (client certificates for
+  any user and groups), ``mint_serving_cert`` (TLS for a webhook on loopback), logs.
+- ``install_crds`` / ``seed``: ComputeGate's CRDs, and a folder of YAML restored as from a backup.
+- ``dev_up`` / ``dev_down`` and ``DEV_UP_STEPS``: the detached cluster of ``computegate dev``.
+
+docs/dev-cluster.md describes the flags, the lookup order of the binaries and the tests.
+"""
+
+from computegate.devcluster._binaries import (
+    ETCD_VERSION,
+    HELM_VERSION,
+    KUBERNETES_VERSION,
+    Binaries,
+    BinariesNotFound,
+    default_assets_dir,
+    find_binaries,
+)
+from computegate.devcluster._controlplane import ADMIN_USER, ControlPlane, ControlPlaneError, ServingCert
+from computegate.devcluster._dev import (
+    DEV_UP_STEPS,
+    DevSession,
+    DevStep,
+    default_dev_dir,
+    dev_down,
+    dev_up,
+    install_crds_step,
+    run_dev_command,
+    seed_step,
+)
+from computegate.devcluster._kubeconfig import KubeconfigCredentials, read_kubeconfig, write_kubeconfig
+from computegate.devcluster._pki import CertificateAuthority, KeyPair
+from computegate.devcluster._process import ManagedProcess
+from computegate.devcluster._rest import KubeApiError, KubeHttp
+from computegate.devcluster._seed import (
+    AppliedObject,
+    SeedError,
+    StateDocument,
+    install_crds,
+    read_state,
+    seed,
+)
+
+__all__ = [
+    "ADMIN_USER",
+    "DEV_UP_STEPS",
+    "ETCD_VERSION",
+    "HELM_VERSION",
+    "KUBERNETES_VERSION",
+    "AppliedObject",
+    "Binaries",
+    "BinariesNotFound",
+    "CertificateAuthority",
+    "ControlPlane",
+    "ControlPlaneError",
+    "DevSession",
+    "DevStep",
+    "KeyPair",
+    "KubeApiError",
+    "KubeHttp",
+    "KubeconfigCredentials",
+    "ManagedProcess",
+    "SeedError",
+    "ServingCert",
+    "StateDocument",
+    "default_assets_dir",
+    "default_dev_dir",
+    "dev_down",
+    "dev_up",
+    "find_binaries",
+    "install_crds",
+    "install_crds_step",
+    "read_kubeconfig",
+    "read_state",
+    "run_dev_command",
+    "seed",
+    "seed_step",
+    "write_kubeconfig",
+]

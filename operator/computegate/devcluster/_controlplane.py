@@ -1,0 +1,444 @@
+"""etcd + kube-apiserver as local processes on loopback: the control plane of the dev cluster.
+
+Layout of a data directory (every path is also on the ``ControlPlane`` object)::
+
+    controlplane.json   the state file: url, ports, binaries and every owned process (pid, argv, log)
+    kubeconfig          admin (CN=computegate-admin, O=system:masters), certificates embedded
+    pki/                ca.crt ca.key apiserver.crt/key sa.key sa.pub admin.crt/key
+    etcd/               etcd's data
+    logs/               etcd.log kube-apiserver.log (and any process added later)
+    users/NAME.kubeconfig    minted by ``mint_user``
+    serving/NAME.crt/.key    minted by ``mint_serving_cert`` (e.g. for a webhook on 127.0.0.1)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from computegate.devcluster._binaries import Binaries, find_binaries
+from computegate.devcluster._kubeconfig import write_kubeconfig
+from computegate.devcluster._pki import CertificateAuthority, write_service_account_keys
+from computegate.devcluster._process import ManagedProcess, tail
+from computegate.devcluster._rest import KubeHttp
+
+__all__ = ["ADMIN_USER", "ControlPlane", "ControlPlaneError", "ServingCert"]
+
+HOST = "127.0.0.1"
+ADMIN_USER = "computegate-admin"
+ADMIN_GROUPS = ("system:masters",)
+STATE_FILE = "controlplane.json"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+_APISERVER_SANS = (
+    HOST,
+    "localhost",
+    "10.0.0.1",  # the first address of the service range: the in-cluster `kubernetes` service
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+_START_ATTEMPTS = 3  # a free port picked here can be taken before the server binds it
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not start (or stop); the message names the log files."""
+
+
+@dataclass(frozen=True)
+class ServingCert:
+    """A serving certificate issued by the dev cluster's CA.
+
+    For an admission webhook on loopback: serve TLS with ``cert_path``/``key_path`` on
+    127.0.0.1 and put ``ca_bundle`` (base64 of ``ca_pem``) in the webhook configuration's
+    ``clientConfig.caBundle`` next to ``url: https://127.0.0.1:PORT/PATH``.
+    """
+
+    cert_path: Path
+    key_path: Path
+    ca_path: Path
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca_path.read_bytes()
+
+    @property
+    def ca_bundle(self) -> str:
+        import base64
+
+        return base64.b64encode(self.ca_pem).decode("ascii")
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that are free on 127.0.0.1 right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _etcd_healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        body = response.read()
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    return response.status == 200 and b'"health":"true"' in body.replace(b" ", b"")
+
+
+class ControlPlane:
+    """A running etcd + kube-apiserver pair and its data directory.
+
+    Start one with ``ControlPlane.start(data_dir)``, find a detached one again with
+    ``ControlPlane.attach(data_dir)``, stop it with ``stop()`` (or use it as a context manager).
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        url: str,
+        binaries: Binaries,
+        ports: dict[str, int],
+        processes: Iterable[ManagedProcess],
+        detached: bool,
+    ) -> None:
+        self.data_dir = data_dir
+        self.url = url
+        self.binaries = binaries
+        self.ports = dict(ports)
+        self.processes = list(processes)
+        self.detached = detached
+        self._health_client: KubeHttp | None = None
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / STATE_FILE
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        """The admin kubeconfig (group system:masters)."""
+        return self.data_dir / "kubeconfig"
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA that signed the API server's certificate, every client's, and minted serving certs."""
+        return self.pki_dir / "ca.crt"
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca_path.read_bytes()
+
+    @property
+    def log_paths(self) -> dict[str, Path]:
+        return {process.name: process.log_path for process in self.processes}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        data_dir: Path,
+        *,
+        binaries: Binaries | None = None,
+        detach: bool = False,
+        timeout: float = 90.0,
+        extra_apiserver_args: Sequence[str] = (),
+    ) -> ControlPlane:
+        """Generate certificates, start etcd and kube-apiserver on free loopback ports, and
+        return once ``/readyz`` answers ``ok``.
+
+        ``detach=True`` lets the processes outlive this Python process (``computegate dev up``);
+        otherwise they die with it. Raises ``BinariesNotFound`` if a binary is missing and
+        ``ControlPlaneError`` (naming the logs) if the servers do not come up.
+        """
+        data_dir = data_dir.expanduser().resolve()
+        existing = cls.attach(data_dir)
+        if existing is not None and existing.running_processes():
+            raise ControlPlaneError(
+                f"a control plane already runs from {data_dir} (pids "
+                f"{', '.join(str(p.pid) for p in existing.running_processes())}); stop it first"
+            )
+        binaries = binaries or find_binaries()
+        last_error: ControlPlaneError | None = None
+        for _ in range(_START_ATTEMPTS):
+            plane = cls._launch(data_dir, binaries, detach=detach, extra_apiserver_args=extra_apiserver_args)
+            try:
+                plane.wait_ready(timeout)
+            except ControlPlaneError as error:
+                plane.stop()
+                if "address already in use" not in str(error):
+                    raise
+                last_error = error
+                continue
+            return plane
+        assert last_error is not None
+        raise last_error
+
+    @classmethod
+    def _launch(
+        cls, data_dir: Path, binaries: Binaries, *, detach: bool, extra_apiserver_args: Sequence[str]
+    ) -> ControlPlane:
+        for stale in ("etcd", "logs", "pki", "users", "serving"):
+            shutil.rmtree(data_dir / stale, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        apiserver_port, etcd_port, etcd_peer_port = _free_ports(3)
+        url = f"https://{HOST}:{apiserver_port}"
+        plane = cls(
+            data_dir=data_dir,
+            url=url,
+            binaries=binaries,
+            ports={"apiserver": apiserver_port, "etcd": etcd_port, "etcdPeer": etcd_peer_port},
+            processes=[],
+            detached=detach,
+        )
+        plane._write_pki()
+        etcd_url = f"http://{HOST}:{etcd_port}"
+        peer_url = f"http://{HOST}:{etcd_peer_port}"
+        etcd_argv = [
+            str(binaries.etcd),
+            "--name=computegate-dev",
+            f"--data-dir={data_dir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=computegate-dev={peer_url}",
+            "--unsafe-no-fsync=true",  # throw-away data: speed over durability
+        ]
+        plane._spawn("etcd", etcd_argv)
+        plane._wait_for("etcd", lambda: _etcd_healthy(etcd_port), timeout=30.0)
+        pki = plane.pki_dir
+        apiserver_argv = [
+            str(binaries.kube_apiserver),
+            f"--advertise-address={HOST}",
+            f"--bind-address={HOST}",
+            f"--secure-port={apiserver_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--etcd-servers={etcd_url}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--service-account-issuer={url}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--authorization-mode=Node,RBAC",
+            # No controller-manager creates the `default` service account in a namespace, so
+            # the ServiceAccount admission plugin would refuse every pod (envtest does the same).
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            # 1.37 refuses a loopback advertise address for the `kubernetes` Service's endpoints;
+            # nothing in this cluster reaches the API server through that Service anyway.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+            *extra_apiserver_args,
+        ]
+        plane._spawn("kube-apiserver", apiserver_argv)
+        return plane
+
+    def _write_pki(self) -> None:
+        pki = self.pki_dir
+        ca = CertificateAuthority.generate()
+        ca.write(pki / "ca.crt", pki / "ca.key")
+        ca.issue("kube-apiserver", hosts=_APISERVER_SANS, server=True).write(
+            pki / "apiserver.crt", pki / "apiserver.key"
+        )
+        write_service_account_keys(pki / "sa.key", pki / "sa.pub")
+        admin = ca.issue(ADMIN_USER, organizations=ADMIN_GROUPS, client=True)
+        admin.write(pki / "admin.crt", pki / "admin.key")
+        write_kubeconfig(
+            self.kubeconfig_path, server=self.url, ca_pem=ca.cert_pem, user=ADMIN_USER, credentials=admin
+        )
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> ManagedProcess:
+        process = ManagedProcess.spawn(
+            name, argv, log_path=self.logs_dir / f"{name}.log", detach=self.detached
+        )
+        self.add_process(process)
+        return process
+
+    def add_process(self, process: ManagedProcess) -> None:
+        """Own another process (e.g. a webhook server): ``stop()`` stops it first, and the state
+        file records it so a later ``attach`` (``computegate dev down``) finds it."""
+        self.processes.append(process)
+        self.save_state()
+
+    def save_state(self) -> None:
+        state = {
+            "url": self.url,
+            "kubeconfig": str(self.kubeconfig_path),
+            "ports": self.ports,
+            "detached": self.detached,
+            "binaries": {
+                "etcd": str(self.binaries.etcd),
+                "kubeApiserver": str(self.binaries.kube_apiserver),
+                "kubectl": str(self.binaries.kubectl),
+                "helm": str(self.binaries.helm) if self.binaries.helm else None,
+            },
+            "processes": [process.to_json() for process in self.processes],
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(self.state_path)
+
+    @classmethod
+    def attach(cls, data_dir: Path) -> ControlPlane | None:
+        """The control plane recorded in ``data_dir``'s state file, running or not (None if no file)."""
+        path = data_dir.expanduser().resolve() / STATE_FILE
+        try:
+            state: dict[str, Any] = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as error:
+            raise ControlPlaneError(f"{path}: unreadable state file ({error}); remove it") from error
+        found = state["binaries"]
+        return cls(
+            data_dir=path.parent,
+            url=str(state["url"]),
+            binaries=Binaries(
+                etcd=Path(found["etcd"]),
+                kube_apiserver=Path(found["kubeApiserver"]),
+                kubectl=Path(found["kubectl"]),
+                helm=Path(found["helm"]) if found.get("helm") else None,
+            ),
+            ports={str(k): int(v) for k, v in state["ports"].items()},
+            processes=[ManagedProcess.from_json(item) for item in state["processes"]],
+            detached=bool(state.get("detached", True)),
+        )
+
+    def running_processes(self) -> list[ManagedProcess]:
+        return [process for process in self.processes if process.is_running()]
+
+    def is_healthy(self) -> bool:
+        """Both servers run and ``/readyz`` says ok."""
+        if len(self.running_processes()) != len(self.processes):
+            return False
+        if self._health_client is None:
+            self._health_client = self.admin_http(timeout=5.0)
+        try:
+            status, body = self._health_client.raw("GET", "/readyz")
+        except OSError:
+            return False
+        return status == 200 and body.strip() == b"ok"
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until ``/readyz`` is ok; raise ``ControlPlaneError`` with the logs otherwise."""
+        self._wait_for("kube-apiserver", self.is_healthy, timeout=timeout)
+
+    def _wait_for(self, what: str, check: Callable[[], bool], *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if check():
+                return
+            dead = [process for process in self.processes if not process.is_running()]
+            if dead:
+                codes = ", ".join(f"{p.name} exited with {p.exit_code()}" for p in dead)
+                raise ControlPlaneError(f"{codes} while waiting for {what}\n{self.failure_report()}")
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"{what} not ready after {timeout:.0f}s at {self.url}\n{self.failure_report()}"
+                )
+            time.sleep(0.2)
+
+    def failure_report(self, lines: int = 25) -> str:
+        """Every log's path and its last lines, for an error message or a failed test."""
+        parts = [f"control plane data directory: {self.data_dir}"]
+        for process in self.processes:
+            parts.append(f"--- {process.name} (pid {process.pid}) log: {process.log_path}")
+            parts.append(tail(process.log_path, lines) or "(empty)")
+        return "\n".join(parts)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every owned process, newest first (SIGTERM, then SIGKILL after ``timeout``)."""
+        errors = []
+        for process in reversed(self.processes):
+            try:
+                process.stop(timeout)
+            except RuntimeError as error:
+                errors.append(str(error))
+        if errors:
+            raise ControlPlaneError("; ".join(errors) + f"\n{self.failure_report()}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- identities and clients ----------------------------------------------------------
+    def _ca(self) -> CertificateAuthority:
+        return CertificateAuthority.load(self.pki_dir / "ca.crt", self.pki_dir / "ca.key")
+
+    def mint_user(self, name: str, groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig for user ``name`` in ``groups`` (client certificate CN=name, O=groups).
+
+        The identity has no permissions until RBAC grants them (``system:authenticated`` gets
+        only discovery). Returns ``data_dir/users/<name>.kubeconfig``.
+        """
+        credentials = self._ca().issue(name, organizations=groups, client=True)
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        return write_kubeconfig(
+            self.data_dir / "users" / f"{safe}.kubeconfig",
+            server=self.url,
+            ca_pem=self.ca_pem,
+            user=name,
+            credentials=credentials,
+        )
+
+    def mint_serving_cert(self, name: str, hosts: Sequence[str] = (HOST, "localhost")) -> ServingCert:
+        """A TLS serving certificate for ``hosts`` that the API server trusts once the webhook
+        configuration carries this CA as its ``caBundle``."""
+        pair = self._ca().issue(name, hosts=hosts, server=True)
+        cert, key = pair.write(
+            self.data_dir / "serving" / f"{name}.crt", self.data_dir / "serving" / f"{name}.key"
+        )
+        return ServingCert(cert_path=cert, key_path=key, ca_path=self.ca_path)
+
+    def admin_http(self, *, timeout: float = 30.0) -> KubeHttp:
+        """A ``KubeHttp`` client as the admin."""
+        return KubeHttp.from_kubeconfig(self.kubeconfig_path, timeout=timeout)
+
+    def api_client(self, kubeconfig: Path | None = None) -> Any:
+        """A ``kubernetes.client.ApiClient`` for the admin (or for the given kubeconfig)."""
+        from kubernetes import config
+
+        new_client: Callable[..., Any] = config.new_client_from_config  # untyped library
+        return new_client(config_file=str(kubeconfig or self.kubeconfig_path))
+
+    def kubectl(
+        self, *args: str, kubeconfig: Path | None = None, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl against this cluster (as admin unless ``kubeconfig`` is given)."""
+        argv = [str(self.binaries.kubectl), f"--kubeconfig={kubeconfig or self.kubeconfig_path}", *args]
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=check, timeout=60)

@@ -1,0 +1,292 @@
+"""The dev-cluster harness without a cluster: binary lookup, certificates, state files, processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from computegate.devcluster import (
+    ETCD_VERSION,
+    HELM_VERSION,
+    KUBERNETES_VERSION,
+    BinariesNotFound,
+    CertificateAuthority,
+    ManagedProcess,
+    SeedError,
+    default_assets_dir,
+    find_binaries,
+    read_kubeconfig,
+    read_state,
+    run_dev_command,
+    write_kubeconfig,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ("etcd", "kube-apiserver", "kubectl", "helm")
+
+
+def _fake_binaries(folder: Path, names: tuple[str, ...] = NAMES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = folder / name
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    return folder
+
+
+def _env(tmp_path: Path, **values: str) -> dict[str, str]:
+    """An environment with no binary settings but these, and the cache under tmp_path."""
+    return {"COMPUTEGATE_CACHE": str(tmp_path / "cache"), **values}
+
+
+def test_the_pinned_versions_are_those_of_the_install_script() -> None:
+    script = (REPO / "hack" / "install-k8s-binaries.sh").read_text()
+    pins = dict(re.findall(r'^(\w+_VERSION)="\$\{\w+:-(v[\d.]+)\}"', script, re.MULTILINE))
+    assert pins == {
+        "KUBERNETES_VERSION": KUBERNETES_VERSION,
+        "ETCD_VERSION": ETCD_VERSION,
+        "HELM_VERSION": HELM_VERSION,
+    }
+
+
+def test_computegate_assets_is_looked_at_before_kubebuilder_assets(tmp_path: Path) -> None:
+    ours = _fake_binaries(tmp_path / "ours")
+    envtest = _fake_binaries(tmp_path / "envtest")
+    found = find_binaries(_env(tmp_path, COMPUTEGATE_ASSETS=str(ours), KUBEBUILDER_ASSETS=str(envtest)))
+    assert found.kube_apiserver == ours / "kube-apiserver"
+
+
+def test_each_binary_is_looked_up_on_its_own_down_to_the_default_cache(tmp_path: Path) -> None:
+    envtest = _fake_binaries(tmp_path / "envtest", ("etcd", "kube-apiserver"))
+    kubectl = _fake_binaries(tmp_path / "mine", ("kubectl",)) / "kubectl"
+    env = _env(tmp_path, KUBEBUILDER_ASSETS=str(envtest), COMPUTEGATE_KUBECTL=str(kubectl))
+    cache = _fake_binaries(default_assets_dir(env), ("kubectl", "helm"))
+    found = find_binaries(env)
+    assert (found.etcd, found.kube_apiserver) == (envtest / "etcd", envtest / "kube-apiserver")
+    assert found.kubectl == kubectl
+    assert found.helm == cache / "helm"
+
+
+def test_a_missing_binary_names_every_place_looked_at_and_the_command_that_builds_it(tmp_path: Path) -> None:
+    envtest = _fake_binaries(tmp_path / "envtest", ("etcd", "kubectl"))
+    with pytest.raises(BinariesNotFound) as missing:
+        find_binaries(_env(tmp_path, KUBEBUILDER_ASSETS=str(envtest)))
+    message = str(missing.value)
+    assert message.startswith("kube-apiserver not found (looked in $COMPUTEGATE_ASSETS (unset), ")
+    assert f"$KUBEBUILDER_ASSETS ({envtest})" in message
+    assert "$COMPUTEGATE_KUBE_APISERVER (unset)" in message
+    assert str(default_assets_dir(_env(tmp_path))) in message
+    assert "make binaries" in message
+    assert "helm not found" not in message  # optional unless asked for
+
+
+def test_helm_is_required_only_when_asked_for(tmp_path: Path) -> None:
+    folder = _fake_binaries(tmp_path / "envtest", ("etcd", "kube-apiserver", "kubectl"))
+    env = _env(tmp_path, KUBEBUILDER_ASSETS=str(folder))
+    assert find_binaries(env).helm is None
+    with pytest.raises(BinariesNotFound, match=r"^helm not found"):
+        find_binaries(env, require_helm=True)
+
+
+def test_a_file_that_is_not_executable_is_not_a_binary(tmp_path: Path) -> None:
+    folder = _fake_binaries(tmp_path / "assets")
+    (folder / "etcd").chmod(0o644)
+    with pytest.raises(BinariesNotFound, match=r"^etcd not found"):
+        find_binaries(_env(tmp_path, COMPUTEGATE_ASSETS=str(folder)))
+
+
+def test_a_minted_client_certificate_names_the_user_and_groups_and_chains_to_the_ca() -> None:
+    ca = CertificateAuthority.generate()
+    pair = ca.issue("tenant-a", organizations=["tenants", "northwind"], client=True)
+    cert = x509.load_pem_x509_certificate(pair.cert_pem)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "tenant-a"
+    groups = [attribute.value for attribute in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    assert groups == ["tenants", "northwind"]
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usages) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.issuer == ca.cert.subject
+    public_key = ca.cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    cert.verify_directly_issued_by(ca.cert)
+
+
+def test_a_serving_certificate_names_loopback_as_an_ip_address() -> None:
+    ca = CertificateAuthority.generate()
+    cert = x509.load_pem_x509_certificate(
+        ca.issue("webhook", hosts=["127.0.0.1", "localhost"], server=True).cert_pem
+    )
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+
+
+def test_a_certificate_for_neither_server_nor_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="server, a client, or both"):
+        CertificateAuthority.generate().issue("nobody")
+
+
+def test_a_written_kubeconfig_reads_back_with_its_credentials_and_is_private(tmp_path: Path) -> None:
+    ca = CertificateAuthority.generate()
+    pair = ca.issue("alice", client=True)
+    path = write_kubeconfig(
+        tmp_path / "kubeconfig",
+        server="https://127.0.0.1:6443",
+        ca_pem=ca.cert_pem,
+        user="alice",
+        credentials=pair,
+    )
+    assert path.stat().st_mode & 0o777 == 0o600
+    read = read_kubeconfig(path)
+    assert (read.server, read.ca_pem, read.client, read.token) == (
+        "https://127.0.0.1:6443",
+        ca.cert_pem,
+        pair,
+        None,
+    )
+
+
+def _state(tmp_path: Path, text: str, name: str = "state.yaml") -> Path:
+    folder = tmp_path / "state"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text)
+    return folder
+
+
+def test_reading_state_flattens_lists_and_skips_empty_documents(tmp_path: Path) -> None:
+    folder = _state(
+        tmp_path,
+        "---\n"
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n"
+        "---\n"
+        "---\n"
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Node, metadata: {name: n1}}\n"
+        "- {apiVersion: v1, kind: Node, metadata: {name: n2}}\n",
+    )
+    documents = read_state(folder)
+    assert [(d.kind, d.name, d.index) for d in documents] == [
+        ("Namespace", "a", 0),
+        ("Node", "n1", 2),
+        ("Node", "n2", 2),
+    ]
+
+
+def test_bad_yaml_is_one_line_naming_the_file_and_the_document(tmp_path: Path) -> None:
+    folder = _state(tmp_path, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: [unclosed\n")
+    with pytest.raises(SeedError) as bad:
+        read_state(folder)
+    message = str(bad.value)
+    assert message.startswith(f"{folder / 'state.yaml'} (document 1) line ")
+    assert "invalid YAML" in message
+    assert "\n" not in message
+
+
+def test_an_object_without_a_name_is_refused_naming_the_file_and_the_document(tmp_path: Path) -> None:
+    folder = _state(
+        tmp_path, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\n"
+    )
+    with pytest.raises(
+        SeedError, match=re.escape(f"{folder / 'state.yaml'} (document 1): Pod needs metadata.name")
+    ):
+        read_state(folder)
+
+
+def test_a_document_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    folder = _state(tmp_path, "- just\n- a list\n")
+    with pytest.raises(
+        SeedError, match=r"\(document 0\): expected a Kubernetes object \(a mapping\), got list"
+    ):
+        read_state(folder)
+
+
+def test_stopping_a_process_terminates_it(tmp_path: Path) -> None:
+    process = ManagedProcess.spawn(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        log_path=tmp_path / "s.log",
+        detach=False,
+    )
+    assert process.is_running()
+    process.stop(timeout=5)
+    assert not process.is_running()
+    assert process.exit_code() == -15  # SIGTERM was enough
+
+
+def test_a_process_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    process = ManagedProcess.spawn(
+        "stubborn", [sys.executable, "-c", code], log_path=tmp_path / "s.log", detach=True
+    )
+    deadline = time.monotonic() + 10
+    while "ready" not in process.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.stop(timeout=0.5)
+    assert process.exit_code() == -9
+
+
+def test_a_recorded_process_found_again_by_pid_is_recognised_by_its_command_line(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    started = ManagedProcess.spawn("sleeper", argv, log_path=tmp_path / "s.log", detach=False)
+    try:
+        found = ManagedProcess.from_json(started.to_json())
+        assert found.popen is None and found.is_running()
+        impostor = ManagedProcess(
+            name="etcd", pid=started.pid, argv=("/usr/bin/etcd",), log_path=tmp_path / "x"
+        )
+        assert not impostor.is_running()  # a reused pid with another command is not ours to kill
+    finally:
+        started.stop()
+    assert not found.is_running()
+
+
+def test_dev_down_with_nothing_running_says_so_and_succeeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dev_command("down", data_dir=tmp_path / "dev") == 0
+    assert "nothing to stop" in capsys.readouterr().err
+
+
+def test_dev_up_without_binaries_fails_naming_make_binaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in ("COMPUTEGATE_ASSETS", "KUBEBUILDER_ASSETS", "COMPUTEGATE_ETCD", "COMPUTEGATE_KUBE_APISERVER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COMPUTEGATE_CACHE", str(tmp_path / "empty-cache"))
+    assert run_dev_command("up", data_dir=tmp_path / "dev") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no KUBECONFIG line when nothing runs
+    assert "make binaries" in captured.err
+
+
+def test_end_to_end_tests_fail_rather_than_skip_without_binaries(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COMPUTEGATE_", "KUBEBUILDER_"))
+    }
+    env["COMPUTEGATE_CACHE"] = str(tmp_path / "empty-cache")
+    test = "tests/e2e/test_harness.py::test_the_api_server_reports_the_release_it_was_built_from"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", test],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout
+    assert "1 error" in run.stdout and "skipped" not in run.stdout
+    assert "make binaries" in run.stdout
