@@ -167,3 +167,30 @@ def test_a_daemonset_scales_with_each_node_pod_count(fleet: StateFactory) -> Non
         fleet(), daemonset(nodeSelector={"pool": "train"}, containers=pod(gpus=8)["spec"]["containers"])
     )
     assert verdict.accelerators == 16
+
+
+def test_a_daemonset_with_a_resource_claim_runs_only_on_nodes_of_the_claims_class(
+    make_state: StateFactory,
+) -> None:
+    from tests.unit.test_models_resolution import claim_template
+
+    state = make_state(
+        node("a100-1", A100),
+        node("cpu-1", None, resource="cpu", gpus=64),
+        node("cpu-2", None, resource="cpu", gpus=64),
+        claim_template("tmpl", "gpu.nvidia.com", 1),
+    )
+    spec = pod(resource="cpu", gpus=1)["spec"]
+    spec["resourceClaims"] = [{"name": "g", "resourceClaimTemplateName": "tmpl"}]
+    verdict = verdict_of(state, controller("DaemonSet", spec))
+    assert verdict.accelerators == 1
+    assert [(use.profile, use.resolved) for use in verdict.uses] == [("a100", True)]
+
+
+def test_a_daemonset_with_a_claim_not_seen_yet_counts_every_admitted_node(make_state: StateFactory) -> None:
+    state = make_state(node("a100-1", A100), node("cpu-1", None, resource="cpu", gpus=64))
+    spec = pod(resource="cpu", gpus=1)["spec"]
+    spec["resourceClaims"] = [{"name": "g", "resourceClaimTemplateName": "missing"}]
+    verdict = verdict_of(state, controller("DaemonSet", spec))
+    assert verdict.accelerators == 2
+    assert not all(use.resolved for use in verdict.uses)

@@ -679,3 +679,26 @@ def test_the_shipped_default_exempts_kube_system_and_requires_kyc(make_state: St
     assert verdict_of(state, pod(namespace="kube-system")).code is Code.EXEMPT
     assert verdict_of(state, pod()).code is Code.KYC_INCOMPLETE
     assert verdict_of(state, pod(namespace="nowhere")).code is Code.UNKNOWN_TENANT
+
+
+def test_pods_of_another_tenant_carrying_the_licence_annotation_do_not_consume_it(
+    licensed_state: StateFactory,
+) -> None:
+    state = _cap_state(licensed_state, tenant("mallory", "US", namespaces=["theirs"]))
+    state.upsert(_obj(running(pod("forged", namespace="theirs", gpus=4), license_name="lic")))
+    assert verdict_of(state, pod(gpus=4)).code is Code.LICENSED
+
+
+def test_a_namespace_moved_to_the_tenant_brings_its_licensed_pods(licensed_state: StateFactory) -> None:
+    state = _cap_state(licensed_state)
+    state.upsert(_obj(running(pod("old", namespace="later", gpus=4), license_name="lic")))
+    assert verdict_of(state, pod(gpus=4)).code is Code.LICENSED
+    state.upsert(_obj(namespace("later", **{"computegate.io/tenant": "acme"})))
+    assert verdict_of(state, pod(gpus=1)).code is Code.LICENSE_CAP_EXCEEDED
+
+
+def test_a_namespace_in_conflict_still_counts_for_the_licence(licensed_state: StateFactory) -> None:
+    state = _cap_state(licensed_state, tenant("rival", "US", namespaces=["shared"]))
+    state.upsert(_obj(namespace("shared", **{"computegate.io/tenant": "acme"})))
+    state.upsert(_obj(running(pod("old", namespace="shared", gpus=4), license_name="lic")))
+    assert verdict_of(state, pod(gpus=1)).code is Code.LICENSE_CAP_EXCEEDED

@@ -266,10 +266,16 @@ def _controller_pods(state: ClusterState, controller: Controller) -> list[tuple[
 
 
 def _daemonset_pods(state: ClusterState, spec: PodSpec, namespace: str) -> list[tuple[PodSpec, int]]:
-    resources = set(effective_requests(spec, state))
+    asks = {**effective_requests(spec, state), **_claim_requests(spec, namespace, state)}
+    serving = {resource: _profiles_for_resource(resource, state)[0] for resource in asks}
+
+    def offers(node_name: str, resource: str) -> bool:
+        if resource.startswith(_CLAIM) and not serving[resource]:
+            return True  # a device of a class no profile names (or a claim not seen yet): anywhere
+        return _node_offers(state, node_name, resource, serving[resource])
+
     pods = []
     for node_name, node in state.nodes.items():
-        offers = any(node.status.capacity.get(r, Fraction(0)) > 0 for r in resources)
-        if (offers or spec.resource_claims) and node_admitted(spec, node):
+        if any(offers(node_name, resource) for resource in asks) and node_admitted(spec, node):
             pods.append((spec.model_copy(update={"node_name": node_name}), 1))
     return pods

@@ -161,6 +161,7 @@ class TenantLookup:
 @dataclass
 class _LicensedPod:
     license: str
+    namespace: str
     usage: Usage
 
 
@@ -184,7 +185,7 @@ class ClusterState:
     _profiles: ProfileIndex | None = None
     _policy: EffectivePolicy | None = None
     _licensed_pods: dict[tuple[str, str], _LicensedPod] | None = None
-    _consumption: dict[str, Usage] = field(default_factory=dict)
+    _consumption: dict[str, dict[str, Usage]] = field(default_factory=dict)  # license → namespace → use
     selection_cache: dict[object, object] = field(default_factory=dict)
 
     # ----- derived views -----
@@ -205,13 +206,16 @@ class ClusterState:
     def licenses_of(self, tenant: str) -> list[ExportLicense]:
         return [self.licenses[name] for name in sorted(self._licenses_by_tenant.get(tenant, ()))]
 
-    def tenant_for_namespace(self, namespace: str) -> TenantLookup:
+    def tenants_claiming(self, namespace: str) -> set[str]:
+        """Names of the tenants that claim the namespace, by spec.namespaces or by its label."""
         names = set(self._tenants_by_listed_namespace.get(namespace, ()))
-        label_target = None
         ns = self.namespaces.get(namespace)
         if ns is not None and TENANT_LABEL in ns.metadata.labels:
-            label_target = ns.metadata.labels[TENANT_LABEL]
-            names.add(label_target)
+            names.add(ns.metadata.labels[TENANT_LABEL])
+        return names
+
+    def tenant_for_namespace(self, namespace: str) -> TenantLookup:
+        names = self.tenants_claiming(namespace)
         if len(names) != 1:
             return TenantLookup(None, len(names))
         (name,) = names
@@ -219,9 +223,21 @@ class ClusterState:
         return TenantLookup(tenant, 1, None if tenant else name)
 
     def consumption(self, license_name: str) -> Usage:
-        """Controlled TPP and accelerators of live pods admitted under the license, plus reservations."""
+        """Controlled TPP and accelerators of live pods admitted under the license, plus reservations.
+
+        Only the license's tenant's pods count (DESIGN.md step 5): a pod in a namespace that
+        tenant does not claim cannot use up its cap. A namespace in conflict still counts for
+        each claimant, which errs on the safe side.
+        """
         self._ensure_consumption()
-        return self._consumption.get(license_name, NO_USAGE) + self.reservations.get(license_name, NO_USAGE)
+        used = self.reservations.get(license_name, NO_USAGE)
+        by_namespace = self._consumption.get(license_name)
+        if by_namespace:
+            lic = self.licenses.get(license_name)
+            for namespace, usage in by_namespace.items():
+                if lic is None or lic.spec.tenant in self.tenants_claiming(namespace):
+                    used = used + usage
+        return used
 
     # ----- mutation -----
 
@@ -330,12 +346,14 @@ class ClusterState:
         from computegate.engine.footprint import controlled_usage  # footprint reads this module
 
         usage = controlled_usage(self, pod.spec, key[0])
-        self._licensed_pods[key] = _LicensedPod(license_name, usage)
-        self._consumption[license_name] = self._consumption.get(license_name, NO_USAGE) + usage
+        self._licensed_pods[key] = _LicensedPod(license_name, key[0], usage)
+        by_namespace = self._consumption.setdefault(license_name, {})
+        by_namespace[key[0]] = by_namespace.get(key[0], NO_USAGE) + usage
 
     def _forget_pod_usage(self, key: tuple[str, str]) -> None:
         if self._licensed_pods is None:
             return
         entry = self._licensed_pods.pop(key, None)
         if entry is not None:
-            self._consumption[entry.license] = self._consumption[entry.license] - entry.usage
+            by_namespace = self._consumption[entry.license]
+            by_namespace[entry.namespace] = by_namespace[entry.namespace] - entry.usage
