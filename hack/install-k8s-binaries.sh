@@ -80,7 +80,11 @@ build_module_binary() {  # build_module_binary NAME MODULE VERSION PACKAGE LDFLA
   mkdir -p "$work"
   if [ ! -f "$work/go.mod" ]; then
     printf 'module computegate.local/%s-build\n\ngo 1.26.0\n' "$name" >"$work/go.mod"
-    (cd "$work" && go get "$module@$version" >/dev/null)
+    if ! (cd "$work" && go get "$module@$version" >"$work/go-get.log" 2>&1); then
+      cat "$work/go-get.log" >&2
+      rm -f "$work/go.mod"  # so the next run resolves again
+      return 1
+    fi
   fi
   log "building $name $version"
   (cd "$work" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$package")

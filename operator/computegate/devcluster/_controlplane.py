@@ -13,6 +13,7 @@ Layout of a data directory (every path is also on the ``ControlPlane`` object)::
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import shutil
@@ -73,8 +74,6 @@ class ServingCert:
 
     @property
     def ca_bundle(self) -> str:
-        import base64
-
         return base64.b64encode(self.ca_pem).decode("ascii")
 
 
@@ -129,6 +128,9 @@ class ControlPlane:
         self.processes = list(processes)
         self.detached = detached
         self._health_client: KubeHttp | None = None
+
+    def __repr__(self) -> str:
+        return f"ControlPlane(url={self.url!r}, data_dir={str(self.data_dir)!r})"
 
     # -- paths ---------------------------------------------------------------------------
     @property
