@@ -24,6 +24,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
     crds.set_defaults(handler=_print_crds)
+    from computegate import chartgen, uninstall  # light: no kopf, no client until run
+
+    chartgen.add_arguments(
+        commands.add_parser(
+            "chart-sync",
+            help="write the chart's generated templates (and, with --manifests, manifests/) from the source",
+        )
+    )
+    uninstall.add_arguments(
+        commands.add_parser(
+            "uninstall-webhooks",
+            help="delete ComputeGate's two webhook configurations (the chart's pre-delete hook; emergency)",
+        )
+    )
     dev = commands.add_parser("dev", help="a local etcd + kube-apiserver for trials (docs/dev-cluster.md)")
     dev.set_defaults(handler=_dev)
     dev_actions = dev.add_subparsers(dest="dev_action", required=True, metavar="ACTION")

@@ -1,0 +1,593 @@
+"""Self-managed TLS for the webhook: a CA and a serving certificate kept in one Secret.
+
+Every replica runs ``run_self_managed_tls``; together they keep, without a coordinator:
+
+- **One Secret** (release namespace) holding the CA (``ca.crt``/``ca.key``), the serving pair
+  (``tls.crt``/``tls.key``), a CA being introduced (``next-ca.crt``/``next-ca.key``) and CAs
+  being retired (``previous-ca.crt``). The first replica creates it; a replica that loses the
+  race (409 AlreadyExists) reads the winner's. Updates carry the resourceVersion that was read,
+  so two replicas never both rotate: the loser (409 Conflict) reads again and re-plans.
+- **Files** ``tls.crt``, ``tls.key`` and ``ca.crt`` (the trust bundle) in the cert dir, switched
+  atomically (a ``..data`` symlink to a fresh folder, as the kubelet does for Secret volumes),
+  and only when they change; the webhook server reloads them.
+- **caBundle** of every webhook in the named Validating/MutatingWebhookConfigurations: the
+  bundle of every CA that is still valid and in use (current, next, previous).
+
+Rotation never breaks a TLS handshake between the API server and any replica:
+
+- The serving certificate is re-issued by the same CA ``serving_renew_before`` its expiry; the
+  old one stays trusted (same CA) until each replica has loaded the new files.
+- A new CA is first *published* next to the current one (bundle = old + new), and becomes the
+  signing CA only once every webhook configuration carries it and ``ca_publish_grace`` has
+  passed. The old CA then stays in the bundle until it expires, so a replica still serving an
+  old-CA certificate for a moment is still trusted.
+
+The planning (what the Secret should hold at a given instant) is pure and tested with a clock;
+the Kubernetes calls use the sync ``kubernetes`` client in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "CERT_FILES",
+    "Lifetimes",
+    "TlsMaterial",
+    "api_client_from_environment",
+    "apply_material",
+    "plan_material",
+    "run_self_managed_tls",
+    "service_hosts",
+    "sync_once",
+    "write_cert_dir",
+]
+
+logger = logging.getLogger("computegate.selftls")
+
+CERT_FILES = ("tls.crt", "tls.key", "ca.crt")
+_CLOCK_SKEW = timedelta(minutes=5)
+_CHECK_INTERVAL = 60.0  # seconds between checks once the files are in place
+_RETRY_INTERVAL = 5.0  # seconds between attempts while something fails
+_SECRET_LABELS = {"app.kubernetes.io/part-of": "computegate", "app.kubernetes.io/component": "webhook-tls"}
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """How long certificates live and when they are replaced."""
+
+    ca_validity: timedelta = timedelta(days=5 * 365)
+    ca_renew_before: timedelta = timedelta(days=365)
+    ca_publish_grace: timedelta = timedelta(minutes=10)
+    serving_validity: timedelta = timedelta(days=90)
+    serving_renew_before: timedelta = timedelta(days=30)
+
+
+def service_hosts(service_name: str, namespace: str) -> tuple[str, ...]:
+    """The names the API server may dial the Service by."""
+    return (
+        service_name,
+        f"{service_name}.{namespace}",
+        f"{service_name}.{namespace}.svc",
+        f"{service_name}.{namespace}.svc.cluster.local",
+    )
+
+
+# -- certificates -------------------------------------------------------------------------------
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("expected an ECDSA private key")
+    return key
+
+
+def _new_ca(now: datetime, lifetimes: Lifetimes) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"computegate-webhook-ca-{now.strftime('%Y%m%d%H%M%S')}")]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + lifetimes.ca_validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _cert_pem(cert), _key_pem(key)
+
+
+def _new_serving(
+    ca_cert_pem: bytes, ca_key_pem: bytes, hosts: Sequence[str], now: datetime, lifetimes: Lifetimes
+) -> tuple[bytes, bytes]:
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca_key = _load_key(ca_key_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = min(now + lifetimes.serving_validity, ca_cert.not_valid_after_utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[-2] if len(hosts) > 1 else hosts[0])])
+        )
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host) for host in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return _cert_pem(cert), _key_pem(key)
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _sans(cert: x509.Certificate) -> set[str]:
+    try:
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    return set(extension.value.get_values_for_type(x509.DNSName))
+
+
+def _not_after(pem: bytes) -> datetime:
+    return x509.load_pem_x509_certificate(pem).not_valid_after_utc
+
+
+def _data(secret: Any) -> dict[str, str]:
+    return {str(key): str(value) for key, value in (secret.data or {}).items()}
+
+
+def _split_pems(data: bytes) -> list[bytes]:
+    return [_cert_pem(cert) for cert in x509.load_pem_x509_certificates(data)] if data.strip() else []
+
+
+# -- what the Secret holds ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """The Secret's contents, as PEM bytes."""
+
+    ca_cert: bytes
+    ca_key: bytes
+    tls_cert: bytes
+    tls_key: bytes
+    next_ca_cert: bytes = b""
+    next_ca_key: bytes = b""
+    previous_ca_certs: tuple[bytes, ...] = field(default_factory=tuple)
+
+    _KEYS = {
+        "ca.crt": "ca_cert",
+        "ca.key": "ca_key",
+        "tls.crt": "tls_cert",
+        "tls.key": "tls_key",
+        "next-ca.crt": "next_ca_cert",
+        "next-ca.key": "next_ca_key",
+    }
+
+    @classmethod
+    def from_secret_data(cls, data: dict[str, str] | None) -> TlsMaterial | None:
+        """From a Secret's base64 ``data``; None when a required key is missing."""
+        decoded = {key: base64.b64decode(value) for key, value in (data or {}).items()}
+        if not all(decoded.get(key) for key in ("ca.crt", "ca.key", "tls.crt", "tls.key")):
+            return None
+        return cls(
+            **{attribute: decoded.get(key, b"") for key, attribute in cls._KEYS.items()},
+            previous_ca_certs=tuple(_split_pems(decoded.get("previous-ca.crt", b""))),
+        )
+
+    def to_secret_data(self) -> dict[str, str]:
+        values = {key: getattr(self, attribute) for key, attribute in self._KEYS.items()}
+        values["previous-ca.crt"] = b"".join(self.previous_ca_certs)
+        values["ca-bundle.crt"] = self.bundle()
+        return {key: base64.b64encode(value).decode("ascii") for key, value in values.items() if value}
+
+    def bundle(self, now: datetime | None = None) -> bytes:
+        """Every CA the API server should trust: current, next, and still-valid previous ones."""
+        now = now or datetime.now(UTC)
+        trusted = [self.ca_cert]  # the signing CA, always (an expired one is replaced by planning)
+        for pem in (self.next_ca_cert, *self.previous_ca_certs):
+            if pem and pem not in trusted and _not_after(pem) > now:
+                trusted.append(pem)
+        return b"".join(trusted)
+
+
+def plan_material(
+    current: TlsMaterial | None,
+    *,
+    hosts: Sequence[str],
+    now: datetime,
+    lifetimes: Lifetimes = Lifetimes(),
+    published_bundles: Sequence[bytes] = (),
+) -> TlsMaterial | None:
+    """What the Secret should hold at ``now``; None when ``current`` needs no change.
+
+    ``published_bundles``: the caBundles now in the webhook configurations; a next CA is promoted
+    to signing CA only when each of them already trusts it (and the publish grace has passed).
+    """
+    if current is None:
+        return _fresh(hosts, now, lifetimes)
+    try:
+        ca = x509.load_pem_x509_certificate(current.ca_cert)
+        serving = x509.load_pem_x509_certificate(current.tls_cert)
+        _load_key(current.ca_key)
+        _load_key(current.tls_key)
+    except ValueError:
+        logger.warning("the TLS Secret is unreadable; starting over with a new CA")
+        return _fresh(hosts, now, lifetimes)
+    if ca.not_valid_after_utc <= now:
+        logger.warning("the webhook CA has expired; starting over with a new CA")
+        return _fresh(hosts, now, lifetimes)
+
+    material = current
+    # Retire previous CAs once they have expired.
+    previous = tuple(pem for pem in material.previous_ca_certs if _not_after(pem) > now)
+    if previous != material.previous_ca_certs:
+        material = replace(material, previous_ca_certs=previous)
+    # Introduce the next CA ahead of the current one's expiry.
+    if not material.next_ca_cert and ca.not_valid_after_utc - now <= lifetimes.ca_renew_before:
+        next_cert, next_key = _new_ca(now, lifetimes)
+        material = replace(material, next_ca_cert=next_cert, next_ca_key=next_key)
+    # Promote it once every webhook configuration trusts it and the grace has passed.
+    if material.next_ca_cert:
+        next_ca = x509.load_pem_x509_certificate(material.next_ca_cert)
+        published = all(material.next_ca_cert in _split_pems(bundle) for bundle in published_bundles)
+        old_enough = now >= next_ca.not_valid_before_utc + _CLOCK_SKEW + lifetimes.ca_publish_grace
+        if published and old_enough:
+            material = replace(
+                material,
+                ca_cert=material.next_ca_cert,
+                ca_key=material.next_ca_key,
+                next_ca_cert=b"",
+                next_ca_key=b"",
+                previous_ca_certs=(*material.previous_ca_certs, material.ca_cert),
+            )
+            ca = next_ca
+    # Re-issue the serving certificate when it nears expiry, names other hosts, or is not the CA's.
+    if (
+        serving.not_valid_after_utc - now <= lifetimes.serving_renew_before
+        or _sans(serving) != set(hosts)
+        or not _signed_by(serving, ca)
+    ):
+        tls_cert, tls_key = _new_serving(material.ca_cert, material.ca_key, hosts, now, lifetimes)
+        material = replace(material, tls_cert=tls_cert, tls_key=tls_key)
+    return None if material == current else material
+
+
+def _fresh(hosts: Sequence[str], now: datetime, lifetimes: Lifetimes) -> TlsMaterial:
+    ca_cert, ca_key = _new_ca(now, lifetimes)
+    tls_cert, tls_key = _new_serving(ca_cert, ca_key, hosts, now, lifetimes)
+    return TlsMaterial(ca_cert=ca_cert, ca_key=ca_key, tls_cert=tls_cert, tls_key=tls_key)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def write_cert_dir(cert_dir: Path, material: TlsMaterial, *, now: datetime | None = None) -> bool:
+    """Make ``cert_dir/{tls.crt,tls.key,ca.crt}`` show ``material``, all three switched at once.
+
+    The files are symlinks into ``..data``, itself a symlink to a fresh folder that is swapped
+    with one rename (the kubelet's layout for Secret volumes), so a reader never sees a new
+    certificate with an old key. Returns False when the files already hold this material.
+    """
+    wanted = {"tls.crt": material.tls_cert, "tls.key": material.tls_key, "ca.crt": material.bundle(now)}
+    if all(_read(cert_dir / name) == content for name, content in wanted.items()):
+        return False
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix="..tls-", dir=cert_dir))
+    for name, content in wanted.items():
+        mode = 0o600 if name.endswith(".key") else 0o644
+        fd = os.open(fresh / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+    fresh.chmod(0o755)  # mkdtemp made it 0700
+    data_link = cert_dir / "..data"
+    old_target = str(data_link.readlink()) if data_link.is_symlink() else None
+    staging = cert_dir / "..data_tmp"
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(fresh.name)
+    staging.replace(data_link)
+    for name in wanted:
+        link = cert_dir / name
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path("..data") / name)
+    if old_target and old_target != fresh.name:
+        shutil.rmtree(cert_dir / old_target, ignore_errors=True)
+    return True
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+# -- the cluster --------------------------------------------------------------------------------
+
+
+def api_client_from_environment() -> Any:
+    """A ``kubernetes.client.ApiClient``: in-cluster credentials in a pod, else the kubeconfig
+    (``$KUBECONFIG`` or ``~/.kube/config``). The library's global default is left alone."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    load_incluster: Callable[..., None] = config.load_incluster_config  # untyped library
+    load_kubeconfig: Callable[..., None] = config.load_kube_config
+    try:
+        load_incluster(client_configuration=configuration)
+    except config.ConfigException:
+        load_kubeconfig(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+@dataclass
+class _Target:
+    kind: str  # "validating" | "mutating"
+    name: str
+    body: Any
+
+
+def _webhook_targets(api_client: Any, names: Sequence[str]) -> list[_Target]:
+    """The named configurations that exist, whichever of the two kinds each one is.
+
+    A kind the caller may not read under that name (403, RBAC limits both kinds by name) or that
+    has no such object (404) is skipped.
+    """
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.AdmissionregistrationV1Api(api_client)
+    readers = {
+        "validating": api.read_validating_webhook_configuration,
+        "mutating": api.read_mutating_webhook_configuration,
+    }
+    found = []
+    for name in names:
+        for kind, read in readers.items():
+            try:
+                found.append(_Target(kind, name, read(name)))
+                break
+            except ApiException as error:
+                if error.status not in (403, 404):
+                    raise
+    return found
+
+
+def _published_bundles(targets: Sequence[_Target]) -> list[bytes]:
+    bundles = []
+    for target in targets:
+        for webhook in target.body.webhooks or []:
+            encoded = webhook.client_config.ca_bundle
+            bundles.append(base64.b64decode(encoded) if encoded else b"")
+    return bundles
+
+
+def _inject(api_client: Any, targets: Sequence[_Target], bundle: bytes) -> list[str]:
+    """Patch ``bundle`` into every webhook of ``targets`` that lacks it; return what was patched."""
+    from kubernetes import client
+
+    api = client.AdmissionregistrationV1Api(api_client)
+    encoded = base64.b64encode(bundle).decode("ascii")
+    patched = []
+    for target in targets:
+        webhooks = target.body.webhooks or []
+        if all(webhook.client_config.ca_bundle == encoded for webhook in webhooks):
+            continue
+        # Webhooks merge by name (strategic merge patch), so only the caBundle field changes.
+        body = {
+            "webhooks": [
+                {"name": webhook.name, "clientConfig": {"caBundle": encoded}} for webhook in webhooks
+            ]
+        }
+        patch = (
+            api.patch_validating_webhook_configuration
+            if target.kind == "validating"
+            else api.patch_mutating_webhook_configuration
+        )
+        patch(target.name, body, _content_type="application/strategic-merge-patch+json")
+        patched.append(f"{target.kind}webhookconfiguration/{target.name}")
+    return patched
+
+
+def apply_material(
+    api_client: Any,
+    *,
+    namespace: str,
+    secret_name: str,
+    hosts: Sequence[str],
+    webhook_configurations: Sequence[str],
+    now: datetime | None = None,
+    lifetimes: Lifetimes = Lifetimes(),
+    attempts: int = 5,
+) -> TlsMaterial:
+    """Bring the Secret up to date (create-if-absent; optimistic update) and return its material.
+
+    Safe to run on every replica at once: a lost create race (409) or a lost update race (409)
+    reads the Secret again and plans from what the winner wrote.
+    """
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    for _ in range(attempts):
+        at = now or datetime.now(UTC)
+        try:
+            secret = core.read_namespaced_secret(secret_name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            secret = None
+        current = TlsMaterial.from_secret_data(_data(secret)) if secret is not None else None
+        targets = _webhook_targets(api_client, webhook_configurations)
+        wanted = plan_material(
+            current, hosts=hosts, now=at, lifetimes=lifetimes, published_bundles=_published_bundles(targets)
+        )
+        if wanted is None:
+            assert current is not None
+            return current
+        metadata: dict[str, Any] = {
+            "name": secret_name,
+            "namespace": namespace,
+            "labels": dict(_SECRET_LABELS),
+        }
+        body: Any = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque"}
+        body["data"] = wanted.to_secret_data()
+        try:
+            if secret is None:
+                core.create_namespaced_secret(namespace, body)
+                logger.info("created the webhook TLS Secret %s/%s", namespace, secret_name)
+            else:
+                old: Any = secret.metadata
+                metadata["resourceVersion"] = old.resource_version  # optimistic concurrency
+                metadata["labels"] = {**(old.labels or {}), **_SECRET_LABELS}
+                metadata["annotations"] = old.annotations or {}
+                core.replace_namespaced_secret(secret_name, namespace, body)
+                logger.info("updated the webhook TLS Secret %s/%s", namespace, secret_name)
+        except ApiException as error:
+            if error.status == 409:  # another replica created or updated it first: re-read
+                continue
+            raise
+        return wanted
+    raise RuntimeError(f"the Secret {namespace}/{secret_name} kept changing under {attempts} attempts")
+
+
+def sync_once(
+    api_client: Any,
+    *,
+    namespace: str,
+    secret_name: str,
+    service_name: str,
+    cert_dir: Path,
+    webhook_configurations: Sequence[str],
+    now: datetime | None = None,
+    lifetimes: Lifetimes = Lifetimes(),
+) -> TlsMaterial:
+    """One pass: Secret up to date, files written, caBundles injected. Blocking (a thread)."""
+    material = apply_material(
+        api_client,
+        namespace=namespace,
+        secret_name=secret_name,
+        hosts=service_hosts(service_name, namespace),
+        webhook_configurations=webhook_configurations,
+        now=now,
+        lifetimes=lifetimes,
+    )
+    if write_cert_dir(cert_dir, material, now=now):
+        logger.info("wrote the serving certificate to %s", cert_dir)
+    targets = _webhook_targets(api_client, webhook_configurations)
+    for patched in _inject(api_client, targets, material.bundle(now)):
+        logger.info("injected the CA bundle into %s", patched)
+    return material
+
+
+async def run_self_managed_tls(
+    *,
+    namespace: str,
+    secret_name: str,
+    service_name: str,
+    cert_dir: Path,
+    webhook_configurations: Sequence[str],
+    stop: asyncio.Event,
+) -> None:
+    """Keep the webhook's TLS current until ``stop`` is set (see the module's docstring).
+
+    Checks every minute, every 5 seconds while something fails (an error is logged, never
+    raised: the server keeps serving the last good files).
+    """
+    api_client = await asyncio.to_thread(api_client_from_environment)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(
+                    sync_once,
+                    api_client,
+                    namespace=namespace,
+                    secret_name=secret_name,
+                    service_name=service_name,
+                    cert_dir=cert_dir,
+                    webhook_configurations=webhook_configurations,
+                )
+                interval = _CHECK_INTERVAL
+            except Exception:
+                logger.exception("self-managed TLS: this pass failed; retrying in %.0fs", _RETRY_INTERVAL)
+                interval = _RETRY_INTERVAL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        await asyncio.to_thread(api_client.close)
