@@ -258,6 +258,17 @@ def test_dev_down_with_nothing_running_says_so_and_succeeds(
     assert "nothing to stop" in capsys.readouterr().err
 
 
+def test_dev_up_with_unusable_state_fails_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _state(tmp_path, "kind: [unclosed\n")
+    assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"error: {folder / 'state.yaml'} (document 0)" in captured.err
+    assert not (tmp_path / "dev" / "controlplane.json").exists()
+
+
 def test_dev_up_without_binaries_fails_naming_make_binaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

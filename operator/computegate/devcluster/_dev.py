@@ -22,7 +22,7 @@ from typing import TextIO
 from computegate.devcluster._controlplane import ControlPlane, ControlPlaneError
 from computegate.devcluster._process import ManagedProcess
 from computegate.devcluster._rest import KubeApiError, KubeHttp
-from computegate.devcluster._seed import install_crds, seed
+from computegate.devcluster._seed import install_crds, read_state, seed
 
 __all__ = [
     "DEV_UP_STEPS",
@@ -72,13 +72,20 @@ class DevSession:
         self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
     ) -> ManagedProcess:
         """Start a detached process (log: ``logs/<name>.log``) that ``dev down`` stops, or
-        return the one of that name that already runs (so the step stays idempotent)."""
+        return the one of that name that already runs (so the step stays idempotent).
+
+        ``env`` adds to (or overrides) this process's environment.
+        """
         for process in self.control_plane.running_processes():
             if process.name == name:
                 return process
         plane = self.control_plane
         process = ManagedProcess.spawn(
-            name, argv, log_path=plane.logs_dir / f"{name}.log", detach=True, env=env
+            name,
+            argv,
+            log_path=plane.logs_dir / f"{name}.log",
+            detach=True,
+            env={**os.environ, **(env or {})},
         )
         plane.add_process(process)
         return process
@@ -128,6 +135,8 @@ def dev_up(
     (default ``DEV_UP_STEPS``). The control plane stays up after this returns."""
     data_dir = (data_dir or default_dev_dir()).expanduser().resolve()
     state_dir = state_dir.expanduser().resolve() if state_dir is not None else None
+    if state_dir is not None:
+        read_state(state_dir)  # unusable YAML fails here, before anything starts
     with _locked(data_dir):
         existing = ControlPlane.attach(data_dir)
         if existing is not None and existing.is_healthy():
