@@ -46,6 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev_down = dev_actions.add_parser("down", help="stop it; no process is left behind")
     for action in (dev_up, dev_down):
         action.add_argument("--data-dir", type=Path, help="default: ~/.cache/computegate/dev")
+    from computegate.webhook import options as webhook_options  # flags only: kopf loads on run
+
+    webhook_options.add_arguments(
+        commands.add_parser(
+            "webhook",
+            help="run the admission webhook and operator (Kopf, standalone)",
+            description="Serve the validating and mutating webhooks; keep ExportLicense status current.",
+        )
+    )
+    demo = commands.add_parser(
+        "demo", help="the live demo of `make run`: a local cluster, the webhook, kubectl"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the cluster running (stop: computegate dev down)"
+    )
+    demo.set_defaults(handler=_demo)
     args = parser.parse_args(argv)
     handler = args.handler
     result: int = handler(args)
@@ -65,6 +81,12 @@ def _dev(args: argparse.Namespace) -> int:
     from computegate.devcluster import run_dev_command
 
     return run_dev_command(args.dev_action, state_dir=getattr(args, "state", None), data_dir=args.data_dir)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from computegate.demo import run_demo
+
+    return run_demo(keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,16 @@ from computegate.devcluster._seed import (
     read_state,
     seed,
 )
+from computegate.devcluster._webhook import (  # issue 4: the webhook operator's dev up step
+    WEBHOOK_PROCESS,
+    start_webhook,
+    wait_for_webhook,
+    webhook_step,
+)
+
+# issue 4: `dev up` ends by starting the webhook operator and registering its webhooks (after
+# seeding, so restored pods are not re-judged).
+DEV_UP_STEPS.append(webhook_step)
 
 __all__ = [
     "ADMIN_USER",
@@ -54,6 +64,7 @@ __all__ = [
     "ETCD_VERSION",
     "HELM_VERSION",
     "KUBERNETES_VERSION",
+    "WEBHOOK_PROCESS",
     "AppliedObject",
     "Binaries",
     "BinariesNotFound",
@@ -82,5 +93,8 @@ __all__ = [
     "run_dev_command",
     "seed",
     "seed_step",
+    "start_webhook",
+    "wait_for_webhook",
+    "webhook_step",
     "write_kubeconfig",
 ]

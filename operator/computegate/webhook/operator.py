@@ -1,0 +1,160 @@
+"""The operator, wired in one place: read it top to bottom.
+
+1. Options (flags) → API access, serving certificates, the state, the reviewer, observers.
+2. The health port (``/healthz``, ``/readyz``, ``/metrics``) starts first, so probes answer
+   while the watches list.
+3. Background work: ExportLicense status, our own webhook configurations (``--register``),
+   and the self-managed certificate (``--tls-self-managed``).
+4. Kopf runs standalone (no peering: every replica keeps watching and answering) with the
+   handlers of ``handlers.REGISTRY`` until SIGTERM/SIGINT or the ``stop`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+import kopf
+
+from computegate.catalog import builtin_catalog
+from computegate.engine import ClusterState
+from computegate.webhook import configuration
+from computegate.webhook.certs import ServingFiles, ensure_serving_files
+from computegate.webhook.handlers import REGISTRY
+from computegate.webhook.health import serve_health
+from computegate.webhook.kube import Kube
+from computegate.webhook.observe import Metrics, configure_decision_log
+from computegate.webhook.options import Options
+from computegate.webhook.review import Reviewer
+from computegate.webhook.runtime import Runtime
+from computegate.webhook.server import ReloadingWebhookServer
+
+logger = logging.getLogger(__name__)
+
+
+def build_runtime(options: Options, *, ca_changed: asyncio.Event) -> Runtime:
+    files = ServingFiles.in_dir(options.cert_dir)
+    if not options.tls_self_managed:
+        ensure_serving_files(options.cert_dir, hosts=_hosts(options))
+    state = ClusterState(builtin_catalog())
+    server = ReloadingWebhookServer(
+        files=files,
+        addr=options.addr,
+        port=options.port,
+        host=options.host,
+        reload_interval=options.reload_interval,
+        on_reload=lambda _: ca_changed.set(),
+    )
+    return Runtime(
+        state=state,
+        reviewer=Reviewer(
+            state, admin_users=frozenset(options.admin_users), admin_groups=frozenset(options.admin_groups)
+        ),
+        metrics=Metrics(),
+        decisions=configure_decision_log(),
+        kube=Kube.connect(options.kubeconfig),
+        server=server,
+    )
+
+
+def _hosts(options: Options) -> list[str]:
+    first = options.host or (options.addr if options.addr not in ("0.0.0.0", "::") else "localhost")
+    return list(dict.fromkeys([first, "127.0.0.1", "localhost"]))
+
+
+def client_config(options: Options) -> dict[str, Any]:
+    """The ``clientConfig`` of our configurations: the URL of this server and our CA."""
+    host = options.host or options.addr
+    ca = ServingFiles.in_dir(options.cert_dir).ca.read_bytes()
+    return {"url": f"https://{host}:{options.port}", "caBundle": base64.b64encode(ca).decode("ascii")}
+
+
+def configurations(options: Options) -> list[dict[str, Any]]:
+    common: dict[str, Any] = {
+        "client_config": client_config(options),
+        "exempt_namespaces": options.exempt_namespaces,
+        "extra_resource_names": options.extra_resource_names,
+        "labels": {"app.kubernetes.io/part-of": "computegate"},
+    }
+    return [configuration.validating_configuration(**common), configuration.mutating_configuration(**common)]
+
+
+async def keep_registered(runtime: Runtime, options: Options, ca_changed: asyncio.Event) -> None:
+    """Register our configurations once serving, and again whenever the CA changes."""
+    await runtime.server.listening.wait()
+    while True:
+        ca_changed.clear()
+        for body in configurations(options):
+            await runtime.kube.apply_configuration(body)
+            logger.info("Registered %s %s", body["kind"], body["metadata"]["name"])
+        await ca_changed.wait()
+
+
+async def self_managed_tls(options: Options, stop: asyncio.Event) -> None:
+    # Owned by the chart: keeps tls.crt/tls.key/ca.crt in cert_dir and the caBundle current.
+    from computegate.webhook.selftls import run_self_managed_tls  # type: ignore[import-not-found,unused-ignore]
+
+    await run_self_managed_tls(
+        namespace=options.namespace,
+        secret_name=options.secret_name,
+        service_name=options.service_name,
+        cert_dir=options.cert_dir,
+        webhook_configurations=[configuration.VALIDATING_CONFIGURATION, configuration.MUTATING_CONFIGURATION],
+        stop=stop,
+    )
+
+
+async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    ca_changed = asyncio.Event()
+    runtime = build_runtime(options, ca_changed=ca_changed)
+    background: list[Awaitable[None]] = [
+        runtime.keep_license_status(interval=options.license_status_interval)
+    ]
+    if options.register:
+        background.append(keep_registered(runtime, options, ca_changed))
+    if options.tls_self_managed:
+        background.append(self_managed_tls(options, stop))
+    async with serve_health(
+        addr=options.health_addr,
+        port=options.health_port,
+        ready=lambda: runtime.ready,
+        registry=runtime.metrics.registry,
+    ) as health_port:
+        logger.info("Health, readiness and metrics on http://%s:%d", options.health_addr, health_port)
+        tasks = [asyncio.ensure_future(work) for work in background]
+        try:
+            if options.tls_self_managed:
+                # The server needs the files the Secret provides; they appear on the disk only.
+                while not ServingFiles.in_dir(options.cert_dir).exist() and not stop.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+            await kopf.operator(
+                registry=REGISTRY,
+                standalone=True,
+                clusterwide=True,
+                memo=kopf.Memo(runtime=runtime),
+                stop_flag=stop,
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            runtime.kube.close()
+
+
+def _not_a_denial(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Webhook ")
+
+
+def main(options: Options) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Kopf logs every denial as a failed handler; our JSON decision line is the record of it.
+    logging.getLogger("kopf.objects").addFilter(_not_a_denial)
+    asyncio.run(run(options))
+    return 0

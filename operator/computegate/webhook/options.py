@@ -1,0 +1,125 @@
+"""``computegate webhook`` flags (no heavy imports: the CLI builds its parser from this)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Options:
+    kubeconfig: Path | None = None
+    addr: str = "127.0.0.1"  # loopback by default: in a cluster the chart sets 0.0.0.0
+    port: int = 9443
+    host: str | None = None  # the host in the registered URL (default: addr)
+    cert_dir: Path = Path("webhook-certs")
+    health_addr: str = "127.0.0.1"
+    health_port: int = 8080
+    register: bool = False
+    exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    extra_resource_names: tuple[str, ...] = ()
+    admin_users: tuple[str, ...] = ()
+    admin_groups: tuple[str, ...] = field(default_factory=lambda: ("system:masters",))
+    tls_self_managed: bool = False
+    namespace: str = "computegate-system"
+    secret_name: str = "computegate-webhook-tls"
+    service_name: str = "computegate-webhook"
+    reload_interval: float = 2.0
+    license_status_interval: float = 30.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Options()
+    parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, else $KUBECONFIG")
+    parser.add_argument("--addr", default=d.addr, help=f"listen address of the webhook (default {d.addr})")
+    parser.add_argument("--port", type=int, default=d.port, help=f"webhook HTTPS port (default {d.port})")
+    parser.add_argument("--host", help="host name in the registered webhook URL (default: --addr)")
+    parser.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=d.cert_dir,
+        help="folder with tls.crt, tls.key, ca.crt; generated if absent (unless --tls-self-managed); "
+        "reloaded when they change",
+    )
+    parser.add_argument("--health-addr", default=d.health_addr)
+    parser.add_argument("--health-port", type=int, default=d.health_port, help="/healthz /readyz /metrics")
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="create/replace the webhook configurations, pointing at https://HOST:PORT (dev and tests)",
+    )
+    parser.add_argument(
+        "--exempt-namespace",
+        action="append",
+        dest="exempt_namespaces",
+        metavar="NS",
+        help="never sent to the webhook (repeatable; default kube-system)",
+    )
+    parser.add_argument(
+        "--extra-resource-name",
+        action="append",
+        dest="extra_resource_names",
+        default=[],
+        metavar="NAME",
+        help="another accelerator resource name the matchConditions send",
+    )
+    parser.add_argument(
+        "--admin-user",
+        action="append",
+        dest="admin_users",
+        default=[],
+        metavar="USER",
+        help="may set a namespace's computegate.io/tenant label (repeatable)",
+    )
+    parser.add_argument(
+        "--admin-group",
+        action="append",
+        dest="admin_groups",
+        default=[],
+        metavar="GROUP",
+        help="may set the tenant label, besides system:masters (repeatable)",
+    )
+    parser.add_argument(
+        "--tls-self-managed",
+        action="store_true",
+        help="in a cluster: keep the serving certificate in a Secret and the caBundle current",
+    )
+    parser.add_argument("--namespace", default=d.namespace, help="own namespace (--tls-self-managed)")
+    parser.add_argument("--secret-name", default=d.secret_name, help="TLS Secret (--tls-self-managed)")
+    parser.add_argument("--service-name", default=d.service_name, help="webhook Service (--tls-self-managed)")
+    parser.add_argument(
+        "--reload-interval",
+        type=float,
+        default=d.reload_interval,
+        help="seconds between checks of the certificate files",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    return Options(
+        kubeconfig=args.kubeconfig,
+        addr=args.addr,
+        port=args.port,
+        host=args.host,
+        cert_dir=args.cert_dir,
+        health_addr=args.health_addr,
+        health_port=args.health_port,
+        register=args.register,
+        exempt_namespaces=tuple(args.exempt_namespaces or ("kube-system",)),
+        extra_resource_names=tuple(args.extra_resource_names),
+        admin_users=tuple(args.admin_users),
+        admin_groups=("system:masters", *args.admin_groups),
+        tls_self_managed=args.tls_self_managed,
+        namespace=args.namespace,
+        secret_name=args.secret_name,
+        service_name=args.service_name,
+        reload_interval=args.reload_interval,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from computegate.webhook.operator import main
+
+    return main(options_from(args))

@@ -1,0 +1,443 @@
+"""One admission request in, one ``Outcome`` out: the webhook's translation around the engine.
+
+No I/O and no Kopf here, so every rule of the wire (stamps, the tenant-label guard, scale and
+claims) is testable without a server. The engine makes the decision; this module only turns
+wire dicts into models (with one-line field errors), picks ``decide`` or ``decide_update``,
+and says which annotations to stamp and what the user reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from computegate.engine import ClusterState, Code, Verdict, decide, decide_update
+from computegate.engine.state import LICENSE_ANNOTATION, TENANT_LABEL
+from computegate.models.kube import Controller, Pod, ResourceClaim, Workload
+from computegate.statefiles import describe_validation_error
+
+DECISION_ANNOTATION = "computegate.io/decision"
+CODE_ANNOTATION = "computegate.io/code"
+TPP_ANNOTATION = "computegate.io/tpp"
+DECISION_ID_ANNOTATION = "computegate.io/decision-id"
+PROTECTED_ANNOTATIONS = (
+    DECISION_ANNOTATION,
+    CODE_ANNOTATION,
+    TPP_ANNOTATION,
+    LICENSE_ANNOTATION,
+    DECISION_ID_ANNOTATION,
+)
+ADMITTED = "Admitted"
+AUDIT = "Audit"  # admitted only because the policy's enforcement is Audit
+
+# Codes of our own, beside the engine's: they are about the request, not about compute.
+INVALID_OBJECT = "InvalidObject"
+PROTECTED_STAMPS = "ProtectedAnnotations"
+TENANT_LABEL_PROTECTED = "TenantLabelProtected"
+NOT_JUDGED = "NotJudged"  # e.g. an UPDATE that cannot change what a claim delivers
+
+KIND_BY_PLURAL = {
+    "pods": "Pod",
+    "deployments": "Deployment",
+    "replicasets": "ReplicaSet",
+    "statefulsets": "StatefulSet",
+    "daemonsets": "DaemonSet",
+    "jobs": "Job",
+    "cronjobs": "CronJob",
+}
+_MAX_INT = 2**63  # nothing in a Kubernetes object is larger; bigger numbers are hostile
+_MAX_QUANTITY_TEXT = 40
+
+Annotations = dict[str, str | None]  # a merge patch: None removes the key
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a handler knows about one admission request, whatever the transport."""
+
+    webhook: str
+    plural: str
+    operation: str
+    body: Mapping[str, Any]
+    old: Mapping[str, Any] | None = None
+    dry_run: bool = False
+    user: str = ""
+    groups: tuple[str, ...] = ()
+    subresource: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything the adapters need: the response, the stamps, the Event, the log line, the metric."""
+
+    request: Request
+    allowed: bool
+    code: str
+    message: str
+    decision_id: str
+    verdict: Verdict | None = None
+    http_code: int = 403
+    warnings: tuple[str, ...] = ()
+    annotations: Annotations = field(default_factory=dict)
+    template_annotations: Annotations = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return str(
+            self.request.body.get("kind") or KIND_BY_PLURAL.get(self.request.plural, self.request.plural)
+        )
+
+    @property
+    def namespace(self) -> str:
+        return str(_metadata(self.request.body).get("namespace") or "")
+
+    @property
+    def name(self) -> str:
+        meta = _metadata(self.request.body)
+        return str(meta.get("name") or meta.get("generateName") or "")
+
+    @property
+    def would_deny(self) -> bool:
+        """Denied, or admitted only because of Audit: what gets an Event."""
+        return not self.allowed or bool(self.verdict and self.verdict.audit)
+
+
+class InvalidObject(ValueError):
+    """The object cannot be read: denied with HTTP 400 and the field that is wrong."""
+
+
+def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = body.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _annotations(body: Mapping[str, Any] | None) -> dict[str, str]:
+    found = _metadata(body or {}).get("annotations")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
+
+
+def _walk_numbers(node: object, path: str = "") -> Iterator[tuple[str, object]]:
+    stack: list[tuple[object, str]] = [(node, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend((value, f"{where}.{key}" if where else str(key)) for key, value in item.items())
+        elif isinstance(item, list):
+            stack.extend((value, f"{where}[{index}]") for index, value in enumerate(item))
+        elif (isinstance(item, int | float) and not isinstance(item, bool)) or (
+            isinstance(item, str)
+            and (where.endswith(("requests", "limits")) or ".requests." in where or ".limits." in where)
+        ):
+            yield where, item
+
+
+def check_sizes(body: Mapping[str, Any]) -> None:
+    """Refuse numbers no Kubernetes object can hold before the models do arithmetic on them."""
+    for where, value in _walk_numbers(body):
+        if isinstance(value, str):
+            if len(value) > _MAX_QUANTITY_TEXT or any(
+                part.lstrip("+-").isdigit() and len(part.lstrip("+-")) > 2
+                for part in value.lower().split("e")[1:]
+            ):
+                raise InvalidObject(f"{where}: {value[:60]!r} is not a quantity Kubernetes can hold")
+        elif isinstance(value, float) and not (abs(value) < _MAX_INT):
+            raise InvalidObject(f"{where}: {value!r} is out of range")
+        elif isinstance(value, int) and abs(value) >= _MAX_INT:
+            raise InvalidObject(f"{where}: the number is out of range")
+
+
+def parse_workload(plural: str, body: Mapping[str, Any]) -> Workload:
+    """A Pod or pod controller from a wire dict; the kind comes from the resource, not the body."""
+    kind = KIND_BY_PLURAL.get(plural)
+    if kind is None:
+        raise InvalidObject(f"resource {plural!r} is not a workload ComputeGate judges")
+    check_sizes(body)
+    data = {**body, "kind": kind}
+    try:
+        return Pod.model_validate(data) if kind == "Pod" else Controller.model_validate(data)
+    except ValidationError as error:
+        raise InvalidObject(describe_validation_error(error)) from None
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def stamps(verdict: Verdict, decision_id: str) -> dict[str, str]:
+    """The annotations of an admitted accelerator workload (DESIGN.md, the webhook on the wire)."""
+    out = {
+        DECISION_ANNOTATION: AUDIT if verdict.audit else ADMITTED,
+        CODE_ANNOTATION: verdict.code.value,
+        # The TPP the decision counted: all accelerators, the worst-case model where assumed.
+        TPP_ANNOTATION: _fmt(sum(use.tpp for use in verdict.uses)),
+        DECISION_ID_ANNOTATION: decision_id,
+    }
+    # Only a license that admitted the workload is consumed; an Audit would-be denial is not.
+    if verdict.license and verdict.allowed and not verdict.audit:
+        out[LICENSE_ANNOTATION] = verdict.license
+    return out
+
+
+def _stamped(verdict: Verdict) -> bool:
+    return verdict.allowed and bool(verdict.uses)
+
+
+def _comparable(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {
+        k: v for k, v in annotations.items() if k in PROTECTED_ANNOTATIONS and k != DECISION_ID_ANNOTATION
+    }
+
+
+def _patch_to(current: Mapping[str, str], wanted: Mapping[str, str]) -> Annotations:
+    patch: Annotations = {key: None for key in PROTECTED_ANNOTATIONS if key in current and key not in wanted}
+    patch.update({key: value for key, value in wanted.items() if current.get(key) != value})
+    return patch
+
+
+def _template_annotations(body: Mapping[str, Any]) -> dict[str, str]:
+    spec = body.get("spec")
+    if not isinstance(spec, Mapping):
+        return {}
+    template = spec.get("template")
+    job = spec.get("jobTemplate")
+    if isinstance(job, Mapping) and isinstance(job.get("spec"), Mapping):
+        template = job["spec"].get("template")
+    return _annotations(template) if isinstance(template, Mapping) else {}
+
+
+@dataclass
+class Reviewer:
+    """Judges requests against a live ``ClusterState`` (kept current by the watches)."""
+
+    state: ClusterState
+    admin_users: frozenset[str] = frozenset()
+    admin_groups: frozenset[str] = frozenset({"system:masters"})
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+
+    # ----- workloads -----
+
+    def _verdict(self, request: Request) -> Verdict:
+        new = parse_workload(request.plural, request.body)
+        if request.operation == "UPDATE" and request.old is not None:
+            old = parse_workload(request.plural, request.old)
+            return decide_update(self.state, old, new, at=self.clock())
+        return decide(self.state, new, at=self.clock())
+
+    def _invalid(self, request: Request, error: InvalidObject, decision_id: str) -> Outcome:
+        message = f"[{INVALID_OBJECT}] ComputeGate cannot read this object: {error}"
+        return Outcome(request, False, INVALID_OBJECT, message, decision_id, http_code=400)
+
+    def expected_stamps(self, request: Request, verdict: Verdict, decision_id: str) -> dict[str, str]:
+        """What the protected annotations must be once the mutating webhook has run."""
+        old = _annotations(request.old) if request.operation == "UPDATE" else {}
+        if request.operation == "UPDATE" and (
+            request.plural == "pods" or any(key in old for key in PROTECTED_ANNOTATIONS)
+        ):
+            # Kept on UPDATE: a pod's license stamp is what its consumption is counted under.
+            return {key: old[key] for key in PROTECTED_ANNOTATIONS if key in old}
+        return stamps(verdict, decision_id) if _stamped(verdict) else {}
+
+    def mutate_workload(self, request: Request) -> Outcome:
+        """Stamp an admitted accelerator workload; drop hand-set stamps on CREATE, keep them on UPDATE."""
+        decision_id = self.new_id()
+        try:
+            verdict = self._verdict(request)
+        except InvalidObject as error:
+            return self._invalid(request, error, decision_id)  # the validator denies it
+        current = _annotations(request.body)
+        wanted = self.expected_stamps(request, verdict, decision_id)
+        template: Annotations = {}
+        if request.operation == "CREATE" and request.plural != "pods":
+            # Pods inherit template annotations; a forged stamp there is dropped here (on
+            # CREATE only: changing a template on UPDATE would roll the workload out again).
+            template = {
+                key: None for key in _template_annotations(request.body) if key in PROTECTED_ANNOTATIONS
+            }
+        return Outcome(
+            request,
+            True,
+            verdict.code.value,
+            verdict.message,
+            wanted.get(DECISION_ID_ANNOTATION, decision_id),
+            verdict=verdict,
+            annotations=_patch_to(current, wanted),
+            template_annotations=template,
+        )
+
+    def validate_workload(self, request: Request) -> Outcome:
+        """The decision of record: the engine's verdict, then the stamps re-checked."""
+        current = _annotations(request.body)
+        decision_id = current.get(DECISION_ID_ANNOTATION) or self.new_id()
+        try:
+            verdict = self._verdict(request)
+        except InvalidObject as error:
+            return self._invalid(request, error, decision_id)
+        outcome = Outcome(
+            request,
+            verdict.allowed,
+            verdict.code.value,
+            verdict.message,
+            decision_id,
+            verdict=verdict,
+            warnings=verdict.warnings,
+        )
+        if not verdict.allowed:
+            return outcome
+        wanted = self.expected_stamps(request, verdict, decision_id)
+        if _comparable(current) != _comparable(wanted) or (
+            wanted and not current.get(DECISION_ID_ANNOTATION)
+        ):
+            changed = sorted(set(_comparable(current).items()) ^ set(_comparable(wanted).items()))
+            keys = ", ".join(sorted({key for key, _ in changed})) or DECISION_ID_ANNOTATION
+            message = (
+                f"[{PROTECTED_STAMPS}] {verdict.message} But the annotations {keys} do not match this "
+                "decision: they are set only by ComputeGate's mutating webhook and cannot be set or "
+                "changed by hand (or by another webhook). Remove them and retry."
+            )
+            return Outcome(request, False, PROTECTED_STAMPS, message, decision_id, verdict=verdict)
+        return outcome
+
+    # ----- scale subresource -----
+
+    def validate_scale(self, request: Request, controller: Mapping[str, Any] | None) -> Outcome:
+        """A ``scale`` UPDATE judged as the controller's UPDATE from the old to the new replicas."""
+        decision_id = self.new_id()
+        if controller is None:
+            message = (
+                f"[{NOT_JUDGED}] the {request.plural} object was not found; its pods are judged on CREATE"
+            )
+            return Outcome(request, True, NOT_JUDGED, message, decision_id)
+        try:
+            new_replicas = _replicas(request.body)
+            old_replicas = _replicas(request.old) if request.old is not None else None
+            base = dict(controller)
+            spec = dict(base.get("spec") or {})
+            new_body = {**base, "spec": {**spec, "replicas": new_replicas}}
+            scale = Request(**{**request.__dict__, "body": new_body, "plural": request.plural})
+            if old_replicas is None:
+                verdict = decide(self.state, parse_workload(request.plural, new_body), at=self.clock())
+            else:
+                old_body = {**base, "spec": {**spec, "replicas": old_replicas}}
+                verdict = decide_update(
+                    self.state,
+                    parse_workload(request.plural, old_body),
+                    parse_workload(request.plural, new_body),
+                    at=self.clock(),
+                )
+        except InvalidObject as error:
+            return self._invalid(request, error, decision_id)
+        return Outcome(
+            scale,
+            verdict.allowed,
+            verdict.code.value,
+            verdict.message,
+            decision_id,
+            verdict=verdict,
+            warnings=verdict.warnings,
+        )
+
+    # ----- resource claims -----
+
+    def validate_claim(self, request: Request) -> Outcome:
+        """A ResourceClaim judged as a pod that uses it would be, so a tenant learns early."""
+        decision_id = self.new_id()
+        owners = _metadata(request.body).get("ownerReferences")
+        if request.operation != "CREATE" or (
+            isinstance(owners, list)
+            and any(isinstance(o, Mapping) and o.get("kind") == "Pod" for o in owners)
+        ):
+            # Claims are immutable after CREATE, and one made for a pod from its template was
+            # judged with that pod (refusing it now would strand an admitted pod).
+            return Outcome(
+                request, True, NOT_JUDGED, f"[{NOT_JUDGED}] judged with the pods that use it", decision_id
+            )
+        try:
+            check_sizes(request.body)
+            claim = ResourceClaim.model_validate({**request.body, "kind": "ResourceClaim"})
+        except InvalidObject as error:
+            return self._invalid(request, error, decision_id)
+        except ValidationError as error:
+            return self._invalid(request, InvalidObject(describe_validation_error(error)), decision_id)
+        namespace = claim.metadata.namespace or ""
+        name = claim.metadata.name or "claim"
+        pod = Pod.model_validate(
+            {
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"resourceClaims": [{"name": "claim", "resourceClaimName": name}]},
+            }
+        )
+        key = (namespace, name)
+        previous = self.state.claims.get(key)
+        self.state.upsert(claim)
+        try:
+            verdict = decide(self.state, pod, at=self.clock())
+        finally:
+            if previous is not None:
+                self.state.upsert(previous)
+            else:
+                self.state.remove("ResourceClaim", name, namespace)
+        message = verdict.message.replace(f"Pod {namespace}/{name}", f"ResourceClaim {namespace}/{name}")
+        verdict = verdict.model_copy(update={"message": message})
+        return Outcome(
+            request,
+            verdict.allowed,
+            verdict.code.value,
+            message,
+            decision_id,
+            verdict=verdict,
+            warnings=verdict.warnings,
+        )
+
+    # ----- namespaces: the tenant-label guard -----
+
+    def is_admin(self, user: str, groups: Iterable[str]) -> bool:
+        return user in self.admin_users or not self.admin_groups.isdisjoint(groups)
+
+    def validate_namespace(self, request: Request) -> Outcome:
+        decision_id = self.new_id()
+        name = str(_metadata(request.body).get("name") or "")
+        new_label = _labels(request.body).get(TENANT_LABEL)
+        old_label = _labels(request.old).get(TENANT_LABEL) if request.old is not None else None
+        if new_label == old_label:
+            return Outcome(request, True, NOT_JUDGED, "the tenant label does not change", decision_id)
+        if self.is_admin(request.user, request.groups):
+            message = f"{request.user} may set the tenant label of namespace {name}"
+            return Outcome(request, True, ADMITTED, message, decision_id)
+        admins = ", ".join(sorted(self.admin_groups)) or "none"
+        message = (
+            f"[{TENANT_LABEL_PROTECTED}] Only ComputeGate administrators may set, change or remove the "
+            f"{TENANT_LABEL} label of namespace {name}: it decides which tenant's jurisdiction and "
+            f"licenses apply to the namespace's workloads. Ask a cluster administrator (groups: {admins})."
+        )
+        return Outcome(request, False, TENANT_LABEL_PROTECTED, message, decision_id)
+
+
+def _labels(body: Mapping[str, Any] | None) -> dict[str, str]:
+    found = _metadata(body or {}).get("labels")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
+
+
+def _replicas(scale: Mapping[str, Any] | None) -> int:
+    spec = (scale or {}).get("spec")
+    value = spec.get("replicas", 0) if isinstance(spec, Mapping) else 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _MAX_INT:
+        raise InvalidObject(f"spec.replicas: expected a non-negative integer, got {value!r}")
+    return value
+
+
+__all__ = [
+    "PROTECTED_ANNOTATIONS",
+    "Code",
+    "InvalidObject",
+    "Outcome",
+    "Request",
+    "Reviewer",
+    "parse_workload",
+    "stamps",
+]

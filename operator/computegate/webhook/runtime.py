@@ -1,0 +1,193 @@
+"""The running operator's parts in one object: state, reviewer, observers and API access.
+
+Kopf handlers call into it; it turns Kopf's keyword arguments into a ``review.Request``,
+asks the ``Reviewer``, and then answers (deny, warn, patch) and observes (metric, log line,
+Event). It owns no decision logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from computegate.engine import ClusterState
+from computegate.statefiles import Document, InputError, parse_state_object
+from computegate.webhook import licenses
+from computegate.webhook.configuration import VALIDATE_NAMESPACES, VALIDATE_RESOURCE_CLAIMS, VALIDATE_SCALE
+from computegate.webhook.kube import Kube
+from computegate.webhook.observe import Metrics, event_for, log_decision
+from computegate.webhook.review import Outcome, Request, Reviewer
+from computegate.webhook.server import ReloadingWebhookServer
+
+logger = logging.getLogger(__name__)
+_WATCH = Path("<watch>")
+
+
+@dataclass
+class Runtime:
+    state: ClusterState
+    reviewer: Reviewer
+    metrics: Metrics
+    decisions: logging.Logger
+    kube: Kube
+    server: ReloadingWebhookServer
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def ready(self) -> bool:
+        return self.synced.is_set() and self.server.listening.is_set()
+
+    def configure(self, settings: kopf.OperatorSettings) -> None:
+        settings.admission.server = self.server
+        settings.admission.managed = None  # we register our own configuration (matchConditions &c.)
+        settings.posting.enabled = False  # we post our own Events, one per denial
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.error_backoffs = [1, 2, 5, 10]
+
+    # ----- the state, from the watches -----
+
+    def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
+        data = {**dict(body), "kind": kind}
+        try:
+            obj = parse_state_object(Document(_WATCH, 1, data))
+        except InputError as error:
+            # Forget an object we cannot read: a stale Tenant or license must not keep admitting.
+            logger.warning("Ignoring an unreadable %s: %s", kind, error)
+            meta = data.get("metadata") or {}
+            self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
+        else:
+            self.state.upsert(obj)
+        if kind in {"ExportLicense", "Pod", "CompliancePolicy", "AcceleratorProfile", "Node"}:
+            self.licenses_changed.set()
+
+    def on_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        # Kopf calls event handlers only once every index has listed its objects.
+        if not self.synced.is_set():
+            self.synced.set()
+            self.metrics.synced.set(1)
+            logger.info(
+                "State synced: %d tenants, %d licenses, %d nodes, %d pods",
+                len(self.state.tenants),
+                len(self.state.licenses),
+                len(self.state.nodes),
+                len(self.state.pods),
+            )
+        if event_type == "DELETED":
+            meta = body.get("metadata") or {}
+            self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
+            if kind in {"ExportLicense", "Pod"}:
+                self.licenses_changed.set()
+
+    # ----- admission -----
+
+    @staticmethod
+    def _request(webhook: str, kwargs: Mapping[str, Any]) -> Request:
+        userinfo = kwargs.get("userinfo") or {}
+        resource = kwargs.get("resource")
+        old = kwargs.get("old")
+        return Request(
+            webhook=webhook,
+            plural=str(getattr(resource, "plural", "")),
+            operation=str(kwargs.get("operation") or ""),
+            body=dict(kwargs.get("body") or {}),
+            old=dict(old) if old is not None else None,
+            dry_run=bool(kwargs.get("dryrun")),
+            user=str(userinfo.get("username") or ""),
+            groups=tuple(str(g) for g in userinfo.get("groups") or ()),
+            subresource=kwargs.get("subresource"),
+        )
+
+    async def validate(self, webhook: str, kwargs: Mapping[str, Any]) -> None:
+        started = time.perf_counter()
+        request = self._request(webhook, kwargs)
+        if webhook == VALIDATE_NAMESPACES:
+            outcome = self.reviewer.validate_namespace(request)
+        elif webhook == VALIDATE_RESOURCE_CLAIMS:
+            outcome = self.reviewer.validate_claim(request)
+        elif webhook == VALIDATE_SCALE:
+            meta = request.body.get("metadata") or {}
+            controller = await self.kube.read_controller(
+                request.plural, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+            )
+            outcome = self.reviewer.validate_scale(request, controller)
+        else:
+            outcome = self.reviewer.validate_workload(request)
+        self._observe(outcome, time.perf_counter() - started)
+        warnings: list[str] = kwargs["warnings"]
+        warnings.extend(outcome.warnings)
+        if not outcome.allowed:
+            raise kopf.AdmissionError(outcome.message, code=outcome.http_code)
+
+    async def mutate(self, webhook: str, kwargs: Mapping[str, Any]) -> None:
+        outcome = self.reviewer.mutate_workload(self._request(webhook, kwargs))
+        patch: kopf.Patch = kwargs["patch"]
+        if outcome.annotations:
+            patch["metadata"] = {"annotations": dict(outcome.annotations)}
+        if outcome.template_annotations:
+            template = {"metadata": {"annotations": dict(outcome.template_annotations)}}
+            if outcome.request.plural == "cronjobs":
+                patch["spec"] = {"jobTemplate": {"spec": {"template": template}}}
+            else:
+                patch["spec"] = {"template": template}
+
+    def _observe(self, outcome: Outcome, seconds: float) -> None:
+        self.metrics.record(outcome, seconds)
+        log_decision(self.decisions, outcome, seconds)
+        event = event_for(outcome)
+        if event is not None:
+            # After the response: an Event never delays or changes the decision.
+            self.spawn(self.kube.post_event(event))
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- ExportLicense status and the license gauges -----
+
+    async def keep_license_status(self, *, interval: float) -> None:
+        """Write each license's status when it changes (debounced), and refresh the gauges."""
+        await self.synced.wait()
+        written: dict[str, dict[str, Any]] = {}
+        known: set[tuple[str, str]] = set()
+        while True:
+            self.licenses_changed.clear()
+            now = datetime.now(UTC)
+            current: set[tuple[str, str]] = set()
+            for name, lic in list(self.state.licenses.items()):
+                status = licenses.license_status(self.state, lic, now)
+                tenant = lic.spec.tenant
+                current.add((name, tenant))
+                self.metrics.consumed_tpp.labels(name, tenant).set(status["consumedTPP"])
+                self.metrics.consumed_accelerators.labels(name, tenant).set(status["consumedAccelerators"])
+                self.metrics.headroom_tpp.labels(name, tenant).set(status["headroomTPP"])
+                previous = written.get(name) or lic.status
+                if licenses.comparable(previous) == licenses.comparable(status):
+                    continue
+                full = licenses.with_transition_times(status, previous, now)
+                try:
+                    await self.kube.patch_license_status(name, full)
+                except Exception as error:  # retried on the next change or tick
+                    logger.warning("Could not update the status of ExportLicense %s: %s", name, error)
+                    continue
+                written[name] = full
+            for name, tenant in known - current:
+                self.metrics.forget_license(name, tenant)
+                written.pop(name, None)
+            known = current
+            # Validity changes with time alone, so look again at least every `interval`.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.licenses_changed.wait(), timeout=interval)
+            await asyncio.sleep(0.5)  # debounce a burst of pod events into one write
