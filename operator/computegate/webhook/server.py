@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,22 @@ import kopf
 
 from computegate.webhook.admission import BadReview, parse_review
 from computegate.webhook.certs import ServingFiles
+from computegate.webhook.configuration import (
+    MUTATE_WORKLOADS,
+    VALIDATE_NAMESPACES,
+    VALIDATE_RESOURCE_CLAIMS,
+    VALIDATE_SCALE,
+    VALIDATE_WORKLOADS,
+)
 
 logger = logging.getLogger(__name__)
 
 # The API server's own limit for a request body is 3 MiB; a review carries object and oldObject.
 MAX_BODY_BYTES = 7 * 1024 * 1024
 MAX_JSON_DEPTH = 200
+HANDLER_PATHS = frozenset(
+    {VALIDATE_WORKLOADS, VALIDATE_SCALE, VALIDATE_RESOURCE_CLAIMS, VALIDATE_NAMESPACES, MUTATE_WORKLOADS}
+)
 
 
 class ReloadingWebhookServer(kopf.WebhookServer):
@@ -49,6 +59,7 @@ class ReloadingWebhookServer(kopf.WebhookServer):
         host: str | None = None,
         reload_interval: float = 2.0,
         on_reload: Callable[[bytes], None] | None = None,
+        paths: Collection[str] = HANDLER_PATHS,
     ) -> None:
         super().__init__(addr=addr, port=port, host=host, certfile=files.cert, pkeyfile=files.key)
         self.files = files
@@ -56,6 +67,7 @@ class ReloadingWebhookServer(kopf.WebhookServer):
         self.on_reload = on_reload
         self.listening = asyncio.Event()
         self.reloads = 0
+        self.paths = frozenset(paths)
 
     def _digest(self) -> str:
         hasher = hashlib.sha256()
@@ -70,6 +82,9 @@ class ReloadingWebhookServer(kopf.WebhookServer):
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            # Kopf allows what no handler claims; a path we do not serve must not be an allow.
+            if request.match_info["id"] not in self.paths:
+                raise _bad_request(f"no webhook at {request.path}", aiohttp.web.HTTPNotFound)
             return await guarded_serve(fn, request)
 
         context = self._context()
@@ -133,8 +148,11 @@ async def guarded_serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Re
     try:
         raw = await request.read()
     except aiohttp.web.HTTPRequestEntityTooLarge:
-        raise _bad_request(
-            f"the body exceeds {MAX_BODY_BYTES} bytes", aiohttp.web.HTTPRequestEntityTooLarge
+        raise aiohttp.web.HTTPRequestEntityTooLarge(
+            MAX_BODY_BYTES,
+            request.content_length or MAX_BODY_BYTES + 1,
+            text=json.dumps({"error": f"the body exceeds {MAX_BODY_BYTES} bytes"}),
+            content_type="application/json",
         ) from None
     try:
         data = json.loads(raw)
