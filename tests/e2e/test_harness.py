@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -136,6 +137,15 @@ def test_a_tenant_with_a_lowercase_country_code_is_rejected_by_the_schema(
     message = _rejection(kube_admin, "tenants", "Tenant", "lowercase", spec)
     assert 'spec.jurisdiction: Invalid value: "sg"' in message
     assert "^[A-Z]{2}$" in message
+
+
+def test_a_compliance_policy_not_named_default_is_rejected(
+    computegate_crds: list[str], kube_admin: Any
+) -> None:
+    message = _rejection(
+        kube_admin, "compliancepolicies", "CompliancePolicy", "strict", {"enforcement": "Enforce"}
+    )
+    assert "the CompliancePolicy must be named default" in message
 
 
 def test_namespaces_nodes_and_pods_can_be_created_and_pods_stay_pending(
@@ -421,6 +431,33 @@ def test_seeding_an_object_the_api_server_refuses_names_the_file_and_document(
     assert message.startswith(f"{state / 'state.yaml'} (document 1): ExportLicense seeded-backwards refused")
     assert "validUntil must be after validFrom" in message
     assert "\n" not in message
+
+
+def test_a_port_taken_before_the_api_server_binds_it_is_retried_with_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from computegate.devcluster import _controlplane
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_ports = _controlplane._free_ports
+    picks: list[list[int]] = []
+
+    def first_pick_is_taken(count: int) -> list[int]:
+        ports = real_free_ports(count)
+        picks.append([taken, *ports[1:]] if not picks else ports)
+        return picks[-1]
+
+    monkeypatch.setattr(_controlplane, "_free_ports", first_pick_is_taken)
+    try:
+        with ControlPlane.start(tmp_path / "plane", binaries=find_binaries()) as plane:
+            assert len(picks) == 2
+            assert plane.ports["apiserver"] != taken
+            assert plane.is_healthy()
+    finally:
+        squatter.close()
 
 
 def _pid_alive(pid: int) -> bool:

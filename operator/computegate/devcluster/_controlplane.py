@@ -191,8 +191,9 @@ class ControlPlane:
         binaries = binaries or find_binaries()
         last_error: ControlPlaneError | None = None
         for _ in range(_START_ATTEMPTS):
-            plane = cls._launch(data_dir, binaries, detach=detach, extra_apiserver_args=extra_apiserver_args)
+            plane = cls._prepare(data_dir, binaries, detach=detach)
             try:
+                plane._run(extra_apiserver_args)
                 plane.wait_ready(timeout)
             except ControlPlaneError as error:
                 plane.stop()
@@ -200,28 +201,36 @@ class ControlPlane:
                     raise
                 last_error = error
                 continue
+            except BaseException:  # e.g. Ctrl-C while waiting: never leave half a cluster behind
+                plane.stop()
+                raise
             return plane
         assert last_error is not None
         raise last_error
 
     @classmethod
-    def _launch(
-        cls, data_dir: Path, binaries: Binaries, *, detach: bool, extra_apiserver_args: Sequence[str]
-    ) -> ControlPlane:
+    def _prepare(cls, data_dir: Path, binaries: Binaries, *, detach: bool) -> ControlPlane:
+        """A fresh data directory: free ports, certificates and kubeconfig; nothing runs yet."""
         for stale in ("etcd", "logs", "pki", "users", "serving"):
             shutil.rmtree(data_dir / stale, ignore_errors=True)
         data_dir.mkdir(parents=True, exist_ok=True)
         apiserver_port, etcd_port, etcd_peer_port = _free_ports(3)
-        url = f"https://{HOST}:{apiserver_port}"
         plane = cls(
             data_dir=data_dir,
-            url=url,
+            url=f"https://{HOST}:{apiserver_port}",
             binaries=binaries,
             ports={"apiserver": apiserver_port, "etcd": etcd_port, "etcdPeer": etcd_peer_port},
             processes=[],
             detached=detach,
         )
         plane._write_pki()
+        return plane
+
+    def _run(self, extra_apiserver_args: Sequence[str]) -> None:
+        """Start etcd, wait until it is healthy, then start kube-apiserver."""
+        binaries, data_dir, url = self.binaries, self.data_dir, self.url
+        etcd_port, etcd_peer_port = self.ports["etcd"], self.ports["etcdPeer"]
+        apiserver_port = self.ports["apiserver"]
         etcd_url = f"http://{HOST}:{etcd_port}"
         peer_url = f"http://{HOST}:{etcd_peer_port}"
         etcd_argv = [
@@ -235,9 +244,9 @@ class ControlPlane:
             f"--initial-cluster=computegate-dev={peer_url}",
             "--unsafe-no-fsync=true",  # throw-away data: speed over durability
         ]
-        plane._spawn("etcd", etcd_argv)
-        plane._wait_for("etcd", lambda: _etcd_healthy(etcd_port), timeout=30.0)
-        pki = plane.pki_dir
+        self._spawn("etcd", etcd_argv)
+        self._wait_for("etcd", lambda: _etcd_healthy(etcd_port), timeout=30.0)
+        pki = self.pki_dir
         apiserver_argv = [
             str(binaries.kube_apiserver),
             f"--advertise-address={HOST}",
@@ -264,8 +273,7 @@ class ControlPlane:
             "--v=1",
             *extra_apiserver_args,
         ]
-        plane._spawn("kube-apiserver", apiserver_argv)
-        return plane
+        self._spawn("kube-apiserver", apiserver_argv)
 
     def _write_pki(self) -> None:
         pki = self.pki_dir
