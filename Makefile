@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup binaries run test lint unit e2e bench manifests clean
+.PHONY: setup binaries run test lint unit e2e bench manifests kind-demo clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,15 @@ unit: setup
 
 bench: setup
 	$(PY) bench/engine.py
+
+# The chart's generated templates (CRDs, webhook configurations) and manifests/ (the chart
+# rendered with default values); tests fail when the checked-in copies drift.
+manifests: setup binaries
+	$(VENV)/bin/computegate chart-sync --manifests manifests --helm "$$(cat $(VENV)/assets-path)/helm"
+
+# Needs Docker, kind, kubectl and helm on PATH (not run in CI; see docs/install.md).
+kind-demo:
+	bash hack/kind-demo.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

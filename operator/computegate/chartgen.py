@@ -184,6 +184,19 @@ def _hooks(document: dict[str, Any]) -> set[str]:
     return {hook.strip() for hook in str(annotations.get("helm.sh/hook", "")).split(",") if hook.strip()}
 
 
+def _without_hook_annotations(document: dict[str, Any]) -> dict[str, Any]:
+    """kubectl applies a hook object as a plain one: drop the Helm-only annotations."""
+    metadata = dict(document["metadata"])
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if not k.startswith("helm.sh/hook")
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    return {**document, "metadata": metadata}
+
+
 _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
 
@@ -207,8 +220,10 @@ def render_manifests(
 ) -> dict[str, str]:
     """The plain manifests: file name -> text, from ``helm template`` with default values.
 
-    ``crds.yaml`` holds the CRDs; ``computegate.yaml`` the Namespace, then every other object in
-    Helm's install order, the default CompliancePolicy last (it needs the CRDs Established).
+    ``namespace.yaml`` the release namespace; ``crds.yaml`` the CRDs; ``computegate.yaml`` every
+    other object in Helm's install order; ``compliancepolicy.yaml`` what the chart creates by a
+    post-install hook (the default CompliancePolicy: it needs the CRDs Established). Deleting
+    ``computegate.yaml`` leaves the namespace, the CRDs and the policy (your data).
     """
     argv = [
         str(helm),
@@ -231,7 +246,7 @@ def render_manifests(
         if document.get("kind") == "CustomResourceDefinition":
             crds.append((source, document))
         elif hooks:
-            late.append((source, document))
+            late.append((source, _without_hook_annotations(document)))
         else:
             rest.append((source, document))
     namespace = {
@@ -254,8 +269,12 @@ def render_manifests(
         return "".join(parts)
 
     return {
+        "namespace.yaml": text(
+            [("(the release namespace, made by `helm install --create-namespace`)", namespace)]
+        ),
         "crds.yaml": text(crds),
-        "computegate.yaml": text([("(namespace for kubectl apply)", namespace), *rest, *late]),
+        "computegate.yaml": text(rest),
+        "compliancepolicy.yaml": text(late),
     }
 
 
