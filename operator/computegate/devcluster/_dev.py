@@ -168,7 +168,7 @@ def dev_down(*, data_dir: Path | None = None, log: Callable[[str], None] = _stde
         running = plane.running_processes()
         plane.stop()
         plane.state_path.unlink(missing_ok=True)
-        for process in running:
+        for process in reversed(running):  # the order stop() used
             log(f"stopped {process.name} (pid {process.pid})")
         if not running:
             log("no process was running")
