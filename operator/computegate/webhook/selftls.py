@@ -392,7 +392,8 @@ def api_client_from_environment() -> Any:
     try:
         load_incluster(client_configuration=configuration)
     except config.ConfigException:
-        load_kubeconfig(client_configuration=configuration)
+        # Read $KUBECONFIG now: the library reads it once, at import.
+        load_kubeconfig(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
     return client.ApiClient(configuration)
 
 
