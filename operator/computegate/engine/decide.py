@@ -33,23 +33,24 @@ _LICENSE_FAILURE_ORDER = (
 
 @dataclass(frozen=True)
 class Footprint:
+    """The accelerators a workload asks for, with the sums a decision reads several times."""
+
     uses: tuple[AcceleratorUse, ...]
+    accelerators: float
+    controlled: tuple[AcceleratorUse, ...]
+    controlled_usage: Usage
+    resolved: bool
 
-    @property
-    def accelerators(self) -> float:
-        return sum(use.count for use in self.uses)
-
-    @property
-    def controlled(self) -> tuple[AcceleratorUse, ...]:
-        return tuple(use for use in self.uses if use.controlled)
-
-    @property
-    def controlled_usage(self) -> Usage:
-        return Usage(sum(u.tpp for u in self.controlled), sum(u.count for u in self.controlled))
-
-    @property
-    def resolved(self) -> bool:
-        return all(use.resolved for use in self.uses)
+    @classmethod
+    def of(cls, uses: tuple[AcceleratorUse, ...]) -> Footprint:
+        controlled = tuple(use for use in uses if use.controlled)
+        return cls(
+            uses=uses,
+            accelerators=sum(use.count for use in uses),
+            controlled=controlled,
+            controlled_usage=Usage(sum(u.tpp for u in controlled), sum(u.count for u in controlled)),
+            resolved=all(use.resolved for use in uses),
+        )
 
 
 def footprint(state: ClusterState, workload: Workload) -> Footprint:
@@ -58,7 +59,7 @@ def footprint(state: ClusterState, workload: Workload) -> Footprint:
     for spec, count in workload_pods(state, workload):
         if count > 0:
             uses.extend(pod_uses(state, spec, namespace, count))
-    return Footprint(tuple(uses))
+    return Footprint.of(tuple(uses))
 
 
 def decide(state: ClusterState, workload: Workload, *, at: datetime) -> Verdict:

@@ -32,42 +32,50 @@ _CLAIM = "resourceclaim:"  # the pseudo-resource a DRA device request stands for
 
 
 def is_accelerator_resource(name: str, state: ClusterState) -> bool:
-    return (
-        name in _ACCELERATOR_NAMES
-        or name.startswith(_ACCELERATOR_PREFIXES)
-        or name in state.profiles.by_resource
-    )
+    known = state.profiles.accelerator_resources  # memo: a decision asks about the same few names
+    answer = known.get(name)
+    if answer is None:
+        answer = (
+            name in _ACCELERATOR_NAMES
+            or name.startswith(_ACCELERATOR_PREFIXES)
+            or name in state.profiles.by_resource
+        )
+        known[name] = answer
+    return answer
 
 
-def _container_ask(container: Container) -> dict[str, Fraction]:
-    # A container's limit counts where it sets no request (the API server defaults it so).
-    return {**container.resources.limits, **container.resources.requests}
+def _container_ask(container: Container, state: ClusterState) -> dict[str, Fraction]:
+    """A container's accelerator asks; its limit counts where it sets no request (as the API server
+    defaults it)."""
+    resources = container.resources
+    ask = {name: amount for name, amount in resources.limits.items() if is_accelerator_resource(name, state)}
+    for name, amount in resources.requests.items():
+        if is_accelerator_resource(name, state):
+            ask[name] = amount
+    return ask
 
 
 def effective_requests(spec: PodSpec, state: ClusterState) -> dict[str, Fraction]:
     """Per accelerator resource, what the scheduler reserves for the pod, sidecars included."""
-    resources: dict[str, Fraction] = defaultdict(Fraction)
-    sidecars: dict[str, Fraction] = defaultdict(Fraction)
-    init_peak: dict[str, Fraction] = defaultdict(Fraction)
-    for container in spec.init_containers:
-        ask = _container_ask(container)
-        if container.restart_policy == "Always":
-            for name, amount in ask.items():
-                sidecars[name] += amount
-                init_peak[name] = max(init_peak[name], sidecars[name])
-        else:
-            for name in set(ask) | set(sidecars):
-                init_peak[name] = max(init_peak[name], ask.get(name, Fraction(0)) + sidecars[name])
+    resources: dict[str, Fraction] = {}
     for container in spec.containers:
-        for name, amount in _container_ask(container).items():
-            resources[name] += amount
-    for name in set(resources) | set(sidecars) | set(init_peak):
-        resources[name] = max(resources[name] + sidecars[name], init_peak[name])
-    return {
-        name: amount
-        for name, amount in resources.items()
-        if amount > 0 and is_accelerator_resource(name, state)
-    }
+        for name, amount in _container_ask(container, state).items():
+            resources[name] = resources[name] + amount if name in resources else amount
+    if spec.init_containers:
+        sidecars: dict[str, Fraction] = defaultdict(Fraction)
+        init_peak: dict[str, Fraction] = defaultdict(Fraction)
+        for container in spec.init_containers:
+            ask = _container_ask(container, state)
+            if container.restart_policy == "Always":
+                for name, amount in ask.items():
+                    sidecars[name] += amount
+                    init_peak[name] = max(init_peak[name], sidecars[name])
+            else:
+                for name in set(ask) | set(sidecars):
+                    init_peak[name] = max(init_peak[name], ask.get(name, Fraction(0)) + sidecars[name])
+        for name in set(resources) | set(sidecars) | set(init_peak):
+            resources[name] = max(resources.get(name, Fraction(0)) + sidecars[name], init_peak[name])
+    return {name: amount for name, amount in resources.items() if amount}  # quantities are never negative
 
 
 @dataclass(frozen=True)
@@ -153,17 +161,15 @@ def _candidates(state: ClusterState, spec: PodSpec, resource: str) -> _Candidate
 def _use(
     resource: str, count: Fraction, profile: ResolvedProfile, resolved: bool, state: ClusterState
 ) -> AcceleratorUse:
-    _, units = _profiles_for_resource(resource, state)
-    share = (
-        units / profile.spec.mig_compute_slices
-        if _MIG.match(resource) and profile.spec.mig_compute_slices
-        else Fraction(1)
-    )
+    slices = profile.spec.mig_compute_slices
+    mig = _MIG.match(resource) if slices else None
+    if mig and slices:
+        count = count * Fraction(int(mig.group(1)), slices)  # g of the chip's compute slices
     return AcceleratorUse(
         resource=resource,
         profile=profile.name,
         model=f"{profile.spec.vendor} {profile.spec.model}",
-        count=float(count * share),
+        count=float(count),
         tpp_per_chip=profile.spec.tpp,
         band=profile.band,
         controlled=profile.band in state.policy.controlled_bands,
@@ -173,6 +179,8 @@ def _use(
 
 def _claim_requests(spec: PodSpec, namespace: str, state: ClusterState) -> dict[str, Fraction]:
     """Devices asked for through resource claims, keyed by the pseudo-resource of their class."""
+    if not spec.resource_claims:
+        return {}
     asks: dict[str, Fraction] = defaultdict(Fraction)
     for pod_claim in spec.resource_claims:
         claim_spec = None
@@ -207,7 +215,9 @@ def _largest_node_count(state: ClusterState, device_class: str) -> Fraction:
 def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int = 1) -> list[AcceleratorUse]:
     """The accelerators one pod asks for, each resolved to the model that counts (the worst case)."""
     uses = []
-    asks = {**effective_requests(spec, state), **_claim_requests(spec, namespace, state)}
+    asks = effective_requests(spec, state)
+    if spec.resource_claims:
+        asks.update(_claim_requests(spec, namespace, state))
     for resource, count in sorted(asks.items()):
         candidates = _candidates(state, spec, resource)
         worst = max(candidates.profiles, key=lambda p: (p.spec.tpp, p.name), default=None)
@@ -220,7 +230,8 @@ def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int
             worst = state.profiles.most_capable
         if worst is None:
             continue  # no profile at all: nothing can be resolved or assumed
-        uses.append(_use(_display_resource(resource), count * multiplier, worst, resolved, state))
+        total = count if multiplier == 1 else count * multiplier
+        uses.append(_use(_display_resource(resource), total, worst, resolved, state))
     return uses
 
 

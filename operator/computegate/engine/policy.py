@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from computegate.models.resources import (
     Action,
@@ -34,6 +34,11 @@ class EffectivePolicy:
     rules: tuple[PolicyRule, ...]
     exempt_namespaces: frozenset[str]
     from_cluster: bool
+    _controlled_bands: frozenset[str] = field(init=False, repr=False)  # read once per accelerator
+    _matches: dict[str, RuleMatch] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_controlled_bands", frozenset(self.spec.controlled_bands))
 
     @classmethod
     def build(
@@ -56,7 +61,7 @@ class EffectivePolicy:
 
     @property
     def controlled_bands(self) -> frozenset[str]:
-        return frozenset(self.spec.controlled_bands)
+        return self._controlled_bands
 
     @property
     def require_kyc(self) -> bool:
@@ -71,6 +76,13 @@ class EffectivePolicy:
         return self.spec.unknown_accelerator
 
     def action_for(self, country: str) -> RuleMatch:
+        found = self._matches.get(country)
+        if found is None:
+            found = self._match(country)
+            self._matches[country] = found  # at most one entry per country
+        return found
+
+    def _match(self, country: str) -> RuleMatch:
         for index, rule in enumerate(self.rules):
             if country in rule.jurisdictions:
                 return RuleMatch(rule.action, index, "jurisdictions")

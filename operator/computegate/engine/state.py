@@ -96,6 +96,7 @@ class ProfileIndex:
     by_device_class: dict[str, list[ResolvedProfile]]
     label_keys: frozenset[str]
     most_capable: ResolvedProfile | None
+    accelerator_resources: dict[str, bool] = field(default_factory=dict)  # memo of resource names
 
     @classmethod
     def build(
@@ -235,9 +236,15 @@ class ClusterState:
         if by_namespace:
             lic = self.licenses.get(license_name)
             for namespace, usage in by_namespace.items():
-                if lic is None or lic.spec.tenant in self.tenants_claiming(namespace):
+                if lic is None or self._claims(lic.spec.tenant, namespace):
                     used = used + usage
         return used
+
+    def _claims(self, tenant: str, namespace: str) -> bool:
+        if tenant in self._tenants_by_listed_namespace.get(namespace, ()):
+            return True
+        ns = self.namespaces.get(namespace)
+        return ns is not None and ns.metadata.labels.get(TENANT_LABEL) == tenant
 
     # ----- mutation -----
 
