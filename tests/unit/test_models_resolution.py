@@ -494,3 +494,19 @@ def test_license_scope_is_checked_against_the_worst_case_model(mixed: StateFacto
     verdict = verdict_of(state, pod())
     assert verdict.code is Code.LICENSE_SCOPE
     assert "h100" in verdict.message
+
+
+def test_the_candidate_cache_stays_bounded_and_answers_stay_right(
+    mixed: StateFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from computegate.engine import footprint
+
+    monkeypatch.setattr(footprint, "SELECTION_CACHE_LIMIT", 3)
+    state = mixed()
+    for index in range(10):
+        assert (
+            model_of(state, pod(node_selector={"pool": "train", "n": str(index)}, nodeName="a100-1"))
+            == "a100"
+        )
+        assert len(state.selection_cache) <= 3
+    assert model_of(state, pod(node_selector={"pool": "infer"})) == "l40"

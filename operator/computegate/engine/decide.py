@@ -167,19 +167,18 @@ def _first_match(
     licenses = state.licenses_of(tenant.metadata.name)
     if not licenses:
         return verdict(Code.NO_LICENSE, say.no_license(where, demand))
-    checks = sorted(
-        ((_license_failure(state, lic, fp, demand, at), lic) for lic in licenses),
-        key=lambda pair: (pair[1].spec.valid_until, pair[1].metadata.name),
-    )
-    usable = [lic for failure, lic in checks if failure is None]
-    if usable:
-        chosen = usable[0]  # the one that expires first, then by name
-        headroom = _headroom(state, chosen)
-        return verdict(
-            Code.LICENSED, say.licensed(where, chosen, demand, headroom), license=chosen.metadata.name
-        )
+    # The usable license that expires first, then by name: check in that order, stop at the first.
+    failures: list[tuple[Code, ExportLicense]] = []
+    for lic in sorted(licenses, key=lambda lic: (lic.spec.valid_until, lic.metadata.name)):
+        failure = _license_failure(state, lic, fp, demand, at)
+        if failure is None:
+            headroom = _headroom(state, lic)
+            return verdict(
+                Code.LICENSED, say.licensed(where, lic, demand, headroom), license=lic.metadata.name
+            )
+        failures.append((failure, lic))
     code, closest = min(
-        ((failure, lic) for failure, lic in checks if failure is not None),
+        failures,
         key=lambda pair: (_LICENSE_FAILURE_ORDER.index(pair[0]), pair[1].metadata.name),
     )
     detail = say.license_failure(code, closest, demand, _headroom(state, closest))
@@ -205,7 +204,7 @@ def _license_failure(
     if at < spec.valid_from:
         return Code.LICENSE_NOT_YET_VALID
     if spec.accelerators and not all(
-        state.profiles.by_name[use.profile].covered_by.intersection(spec.accelerators)
+        not state.profiles.by_name[use.profile].covered_by.isdisjoint(spec.accelerators)
         for use in fp.controlled
     ):
         return Code.LICENSE_SCOPE

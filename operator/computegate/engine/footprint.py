@@ -29,6 +29,7 @@ _MIG = re.compile(r"^nvidia\.com/mig-(\d+)g\.")
 _DEVICE_CLASS_RESOURCE = "deviceclass.resource.kubernetes.io/"
 _FULL_GPU = "nvidia.com/gpu"
 _CLAIM = "resourceclaim:"  # the pseudo-resource a DRA device request stands for
+SELECTION_CACHE_LIMIT = 50_000  # candidate-model entries kept before the cache starts over
 
 
 def is_accelerator_resource(name: str, state: ClusterState) -> bool:
@@ -154,6 +155,8 @@ def _candidates(state: ClusterState, spec: PodSpec, resource: str) -> _Candidate
         elif not found:
             unresolved = True
     result = _Candidates(tuple(found.values()), unresolved)
+    if len(state.selection_cache) >= SELECTION_CACHE_LIMIT:
+        state.selection_cache.clear()  # bounded: selectors are user input in a long-lived webhook
     state.selection_cache[key] = result
     return result
 
