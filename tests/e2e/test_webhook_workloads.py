@@ -305,3 +305,51 @@ def test_readyz_healthz_and_one_json_log_line_per_decision(cluster: Cluster, ope
     assert logged and all(
         d["decisionId"] and d["code"] == "Prohibited" and d["tenant"] == name for d in logged
     )
+
+
+DEVICE_CLASS = """
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: gpu.nvidia.com}
+spec:
+  selectors: [{cel: {expression: "device.driver == 'gpu.nvidia.com'"}}]
+"""
+
+
+def test_a_resource_claim_and_a_pod_using_a_claim_template_are_judged_as_gpu_requests(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(DEVICE_CLASS)
+    name = unique("hooli")
+    cluster.apply(tenant(name, "SG", parent="CN", namespaces=[name]))
+    claim = f"""
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {{name: two-gpus, namespace: {name}}}
+spec:
+  devices:
+    requests: [{{name: gpu, exactly: {{deviceClassName: gpu.nvidia.com, count: 2}}}}]
+"""
+    refused = cluster.eventually(claim, "NoLicense")
+    assert "ResourceClaim" in refused.stderr and "31,664 controlled TPP" in refused.stderr
+    cluster.apply(f"""
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {{name: gpu, namespace: {name}}}
+spec:
+  spec:
+    devices:
+      requests: [{{name: gpu, exactly: {{deviceClassName: gpu.nvidia.com}}}}]
+""")
+    dra_pod = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: dra, namespace: {name}}}
+spec:
+  resourceClaims: [{{name: gpu, resourceClaimTemplateName: gpu}}]
+  containers: [{{name: c, image: x, resources: {{claims: [{{name: gpu}}]}}}}]
+"""
+    assert cluster.eventually(dra_pod, "NoLicense").code == "NoLicense"
+    cluster.apply(license(f"{name}-lic", name, max_tpp=2 * H100_TPP))
+    assert cluster.eventually(dra_pod, "Licensed").ok
+    assert cluster.create(claim).ok  # claims are judged, not stamped: the pods that use them are
