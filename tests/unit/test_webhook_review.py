@@ -1,0 +1,195 @@
+"""The webhook's rules around the engine, without a server: stamps, updates, scale, claims,
+the tenant-label guard and license status. (Over HTTP: tests/wire; through the API server:
+tests/e2e/test_webhook_*.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from computegate.engine import ClusterState
+from computegate.models import Pod
+from computegate.webhook.licenses import license_status, with_transition_times
+from computegate.webhook.review import (
+    CODE_ANNOTATION,
+    DECISION_ANNOTATION,
+    DECISION_ID_ANNOTATION,
+    LICENSE_ANNOTATION,
+    Request,
+    Reviewer,
+)
+from tests.unit.conftest import NOW, StateFactory, license_, node, pod, tenant
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+def reviewer(state: ClusterState) -> Reviewer:
+    ids = iter(f"id-{n}" for n in range(1000))
+    return Reviewer(state, admin_groups=frozenset({"system:masters", "cg-admins"}), clock=lambda: NOW,
+                    new_id=lambda: next(ids))  # fmt: skip
+
+
+def licensed_state(make_state: StateFactory, max_tpp: float = 40_000) -> ClusterState:
+    return make_state(node("n1", H100), tenant("globex", "CN", namespaces=["team"]),
+                      license_("lic", "globex", max_tpp=max_tpp))  # fmt: skip
+
+
+def request(
+    body: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    plural: str = "pods",
+    webhook: str = "validate-workloads",
+) -> Request:
+    return Request(webhook=webhook, plural=plural, operation=operation, body=body, old=old, user="alice")
+
+
+def with_annotations(body: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    return {**body, "metadata": {**body["metadata"], "annotations": annotations}}
+
+
+def apply(body: dict[str, Any], patch: dict[str, str | None]) -> dict[str, Any]:
+    annotations = dict(body["metadata"].get("annotations") or {})
+    for key, value in patch.items():
+        if value is None:
+            annotations.pop(key, None)
+        else:
+            annotations[key] = value
+    return with_annotations(body, annotations)
+
+
+def test_an_admitted_pod_is_stamped_with_code_license_tpp_and_decision_id(make_state: StateFactory) -> None:
+    outcome = reviewer(licensed_state(make_state)).mutate_workload(request(pod()))
+    assert outcome.annotations == {
+        DECISION_ANNOTATION: "Admitted",
+        CODE_ANNOTATION: "Licensed",
+        "computegate.io/tpp": "15832",
+        DECISION_ID_ANNOTATION: "id-0",
+        LICENSE_ANNOTATION: "lic",
+    }
+
+
+def test_hand_set_stamps_are_replaced_on_create_and_the_validator_then_admits(
+    make_state: StateFactory,
+) -> None:
+    review = reviewer(licensed_state(make_state))
+    forged = with_annotations(pod(), {LICENSE_ANNOTATION: "other", CODE_ANNOTATION: "Exempt", "team": "ml"})
+    patch = review.mutate_workload(request(forged)).annotations
+    assert patch[LICENSE_ANNOTATION] == "lic" and patch[CODE_ANNOTATION] == "Licensed"
+    assert "team" not in patch
+    assert review.validate_workload(request(apply(forged, patch))).allowed
+
+
+def test_the_validator_refuses_stamps_changed_after_the_mutating_webhook(make_state: StateFactory) -> None:
+    review = reviewer(licensed_state(make_state))
+    stamped = apply(pod(), review.mutate_workload(request(pod())).annotations)
+    tampered = apply(stamped, {LICENSE_ANNOTATION: "someone-elses"})
+    outcome = review.validate_workload(request(tampered))
+    assert not outcome.allowed and outcome.code == "ProtectedAnnotations"
+    assert LICENSE_ANNOTATION in outcome.message
+    unstamped = review.validate_workload(request(pod()))
+    assert not unstamped.allowed and unstamped.code == "ProtectedAnnotations"
+
+
+def test_a_denied_pod_gets_no_stamps_and_its_message_names_the_code(make_state: StateFactory) -> None:
+    review = reviewer(licensed_state(make_state, max_tpp=1000))
+    assert review.mutate_workload(request(pod())).annotations == {}
+    outcome = review.validate_workload(request(pod()))
+    assert not outcome.allowed and outcome.http_code == 403
+    assert outcome.message.startswith("[LicenseCapExceeded]")
+
+
+def test_a_pod_update_keeps_the_stamps_it_was_created_with(make_state: StateFactory) -> None:
+    review = reviewer(licensed_state(make_state))
+    old = apply(pod(), review.mutate_workload(request(pod())).annotations)
+    changed = apply(old, {LICENSE_ANNOTATION: None, CODE_ANNOTATION: "Exempt"})
+    patch = review.mutate_workload(request(changed, operation="UPDATE", old=old)).annotations
+    assert patch == {LICENSE_ANNOTATION: "lic", CODE_ANNOTATION: "Licensed"}
+    assert review.validate_workload(request(apply(changed, patch), operation="UPDATE", old=old)).allowed
+
+
+def test_a_pod_update_is_admitted_when_its_license_is_full(make_state: StateFactory) -> None:
+    state = licensed_state(make_state, max_tpp=15_832)
+    review = reviewer(state)
+    old = apply(pod(), review.mutate_workload(request(pod())).annotations)
+    state.upsert(Pod.model_validate(old))
+    relabelled = {**old, "metadata": {**old["metadata"], "labels": {"done": "yes"}}}
+    assert review.validate_workload(request(relabelled, operation="UPDATE", old=old)).allowed
+
+
+def deployment(replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "team"},
+        "spec": {"replicas": replicas, "template": {"metadata": {"annotations": {LICENSE_ANNOTATION: "x"}},
+                                                    "spec": pod()["spec"]}},
+    }  # fmt: skip
+
+
+def test_a_controller_create_drops_forged_template_stamps(make_state: StateFactory) -> None:
+    outcome = reviewer(licensed_state(make_state)).mutate_workload(
+        request(deployment(1), plural="deployments")
+    )
+    assert outcome.template_annotations == {LICENSE_ANNOTATION: None}
+
+
+def test_a_scale_up_is_judged_on_growth_and_a_scale_down_is_admitted(make_state: StateFactory) -> None:
+    state = licensed_state(make_state, max_tpp=15_832)
+    review = reviewer(state)
+    state.upsert(
+        Pod.model_validate(apply(pod("running"), review.mutate_workload(request(pod("running"))).annotations))
+    )
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "d", "namespace": "team"}}
+
+    def scaled(old: int, new: int) -> Any:
+        body = {**scale, "spec": {"replicas": new}}
+        before = {**scale, "spec": {"replicas": old}}
+        req = request(body, operation="UPDATE", old=before, plural="deployments", webhook="validate-scale")
+        return review.validate_scale(req, deployment(old))
+
+    assert scaled(2, 1).allowed
+    assert scaled(3, 3).allowed
+    grown = scaled(1, 2)
+    assert not grown.allowed and grown.code == "LicenseCapExceeded"
+
+
+def test_a_claim_made_for_a_pod_from_its_template_is_not_judged_again(make_state: StateFactory) -> None:
+    review = reviewer(licensed_state(make_state))
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "c", "namespace": "team", "ownerReferences": [{"kind": "Pod", "name": "p"}]},
+    }
+    assert review.validate_claim(request(claim, plural="resourceclaims")).allowed
+
+
+def test_only_admins_may_set_change_or_remove_a_namespace_tenant_label(make_state: StateFactory) -> None:
+    review = reviewer(make_state())
+    old = {"kind": "Namespace", "metadata": {"name": "team", "labels": {"computegate.io/tenant": "a"}}}
+    new = {"kind": "Namespace", "metadata": {"name": "team", "labels": {"computegate.io/tenant": "b"}}}
+    removed = {"kind": "Namespace", "metadata": {"name": "team"}}
+    for body in (new, removed):
+        tenant_request = Request("validate-namespaces", "namespaces", "UPDATE", body, old, user="bob",
+                                 groups=("tenants",))  # fmt: skip
+        outcome = review.validate_namespace(tenant_request)
+        assert not outcome.allowed and outcome.message.startswith("[TenantLabelProtected]")
+        assert "b" not in outcome.message.split("label of namespace team")[0][-3:]
+    admin = Request(
+        "validate-namespaces", "namespaces", "UPDATE", new, old, user="carol", groups=("cg-admins",)
+    )
+    assert review.validate_namespace(admin).allowed
+
+
+def test_license_status_counts_live_stamped_pods_and_keeps_transition_times(make_state: StateFactory) -> None:
+    state = licensed_state(make_state, max_tpp=2 * 15_832)
+    review = reviewer(state)
+    stamped = apply(pod(), review.mutate_workload(request(pod())).annotations)
+    state.upsert(Pod.model_validate(stamped))
+    status = license_status(state, state.licenses["lic"], NOW)
+    assert status["consumedTPP"] == 15832 and status["headroomTPP"] == 15832
+    assert [c["status"] for c in status["conditions"]] == ["True", "False"]
+    first = with_transition_times(status, None, NOW)
+    later = with_transition_times(status, first, datetime(2026, 7, 1, tzinfo=UTC))
+    assert later["conditions"] == first["conditions"]
