@@ -34,3 +34,16 @@ def test_install_guide_names_the_test_file_of_every_row_it_claims() -> None:
     assert claimed, "the 'What is tested where' table names no test file"
     for path in claimed:
         assert (HERE.parents[1] / path).is_file(), path
+
+
+def test_the_chart_readme_shows_only_commands_of_the_install_guide() -> None:
+    readme = (HERE.parents[1] / "charts" / "computegate" / "README.md").read_text()
+    commands = [
+        line.strip()
+        for block in readme.split("```sh\n")[1:]
+        for line in block.split("```", 1)[0].splitlines()
+        if line.strip()
+    ]
+    documented = {line.strip() for body in docs.blocks().values() for line in body.splitlines()}
+    assert commands, "the chart README shows how to install"
+    assert set(commands) <= documented

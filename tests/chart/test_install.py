@@ -7,6 +7,7 @@ Order matters inside this file (pytest keeps file order): install, upgrade, emer
 from __future__ import annotations
 
 import base64
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,16 @@ from computegate.devcluster import Binaries, ControlPlane
 from computegate.webhook import selftls
 from computegate.webhook.configuration import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION
 from tests.chart import docs
-from tests.chart.conftest import NAMESPACE, RELEASE, Release, Tools, _start_plane, _tools, token_kubeconfig
+from tests.chart.conftest import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    Release,
+    Tools,
+    _start_plane,
+    _tools,
+    token_kubeconfig,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +89,7 @@ def test_documented_helm_install_creates_the_release_objects_and_prints_next_ste
     assert all(crd.metadata.annotations["helm.sh/resource-policy"] == "keep" for crd in crds.items)
 
 
-def test_documented_helm_upgrade_switches_the_policy_and_keeps_the_injected_ca(
+def test_documented_helm_upgrade_updates_the_crds_switches_the_policy_and_keeps_the_injected_ca(
     tools: Tools, release: Release, admin: Any, tmp_path: Path
 ) -> None:
     # What the operator does once it runs: inject its CA (here the real code, as the admin).
@@ -93,8 +103,23 @@ def test_documented_helm_upgrade_switches_the_policy_and_keeps_the_injected_ca(
     )
     injected = base64.b64encode(material.bundle()).decode("ascii")
     assert _ca_bundles(admin) == {injected}
+    # An older chart whose Tenant CRD differs: after the documented upgrade the CRD is current.
+    older = tmp_path / "older-chart"
+    shutil.copytree(CHART, older)
+    chart_yaml = older / "Chart.yaml"
+    chart_yaml.write_text(chart_yaml.read_text().replace("version: 0.1.0", "version: 0.0.9"))
+    crds = older / "templates" / "generated" / "crds.yaml"
+    crds.write_text(crds.read_text().replace("    - cgtenant\n", "    - cgtenant-old\n"))
+    tools.helm("upgrade", RELEASE, str(older), "--namespace", NAMESPACE, "--reuse-values")
+    extensions = client.ApiextensionsV1Api(admin)
+    assert extensions.read_custom_resource_definition("tenants.computegate.io").spec.names.short_names == [
+        "cgtenant-old"
+    ]
     tools.sh(docs.block("helm-upgrade"))
     assert _policy(admin)["spec"]["enforcement"] == "Audit"
+    tenants = extensions.read_custom_resource_definition("tenants.computegate.io")
+    assert tenants.spec.names.short_names == ["cgtenant"]
+    assert tenants.metadata.labels["helm.sh/chart"] == "computegate-0.1.0"
     # The caBundle is never rendered, so the upgrade's three-way merge leaves the injected one.
     assert _ca_bundles(admin) == {injected}
 
