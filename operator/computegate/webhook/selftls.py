@@ -64,7 +64,7 @@ logger = logging.getLogger("computegate.selftls")
 
 CERT_FILES = ("tls.crt", "tls.key", "ca.crt")
 _CLOCK_SKEW = timedelta(minutes=5)
-_CHECK_INTERVAL = 60.0  # seconds between checks once the files are in place
+_CHECK_INTERVAL = 30.0  # seconds between checks once the files are in place
 _RETRY_INTERVAL = 5.0  # seconds between attempts while something fails
 _SECRET_LABELS = {"app.kubernetes.io/part-of": "computegate", "app.kubernetes.io/component": "webhook-tls"}
 
@@ -568,7 +568,8 @@ async def run_self_managed_tls(
 ) -> None:
     """Keep the webhook's TLS current until ``stop`` is set (see the module's docstring).
 
-    Checks every minute, every 5 seconds while something fails (an error is logged, never
+    Checks every 30 seconds (so a configuration re-created by `helm upgrade` gets its caBundle
+    back quickly), every 5 seconds while something fails (an error is logged, never
     raised: the server keeps serving the last good files).
     """
     api_client = await asyncio.to_thread(api_client_from_environment)
