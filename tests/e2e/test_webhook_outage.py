@@ -28,6 +28,20 @@ pytestmark = pytest.mark.e2e
 CPU = {"containers": [{"name": "main", "image": "busybox", "resources": {"limits": {"cpu": "1"}}}]}
 
 
+ODD_CPU_SPECS: dict[str, dict[str, object]] = {
+    "no-resources": {"containers": [{"name": "c", "image": "x"}]},
+    "empty-resources": {"containers": [{"name": "c", "image": "x", "resources": {}}]},
+    "requests-only": {
+        "containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "1Gi"}}}]
+    },
+    "init-containers": {
+        "initContainers": [{"name": "i", "image": "x"}],
+        "containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1"}}}],
+    },
+    "empty-resource-claims": {"resourceClaims": [], "containers": [{"name": "c", "image": "x"}]},
+}
+
+
 def cpu_only(kind: str, name: str, namespace: str) -> str:
     template = {"metadata": {"labels": {"app": name}}, "spec": {**CPU, "restartPolicy": "Never"}}
     bodies = {
@@ -70,6 +84,15 @@ def test_with_the_webhook_stopped_accelerator_pods_are_refused_and_cpu_only_work
         for kind in ("Pod", "Deployment", "Job", "CronJob"):
             created = cluster.create(cpu_only(kind, f"cpu-{kind.lower()}", name))
             assert created.ok, f"{kind}: {created.stderr}"
+        for shape, spec in ODD_CPU_SPECS.items():  # every CEL path guarded: none of these may error
+            body = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": shape, "namespace": name},
+                "spec": spec,
+            }
+            created = cluster.create(json.dumps(body))
+            assert created.ok, f"{shape}: {created.stderr}"
         exempt = cluster.create(pod(unique("system-gpu"), "kube-system"))
         assert exempt.ok, exempt.stderr  # the namespaceSelector keeps kube-system away
         namespace = cluster.kubectl("create", "namespace", unique("new"))
