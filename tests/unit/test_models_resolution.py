@@ -510,3 +510,24 @@ def test_the_candidate_cache_stays_bounded_and_answers_stay_right(
         )
         assert len(state.selection_cache) <= 3
     assert model_of(state, pod(node_selector={"pool": "infer"})) == "l40"
+
+
+def test_a_claim_for_all_devices_of_a_class_counts_the_largest_node(make_state: StateFactory) -> None:
+    body = claim("all", "gpu.nvidia.com", v1=True)
+    body["spec"]["devices"]["requests"][0]["exactly"] = {
+        "deviceClassName": "gpu.nvidia.com",
+        "allocationMode": "All",
+    }
+    state = make_state(node("a100-1", A100, gpus=4), node("h100-1", H100, gpus=8), body)
+    verdict = verdict_of(state, claim_pod(resourceClaimName="all"))
+    (use,) = verdict.uses
+    assert use.count == 8
+    assert use.profile == "h100"
+
+
+def test_claims_and_extended_resources_in_one_pod_are_both_counted(make_state: StateFactory) -> None:
+    state = make_state(node("h100-1", H100), claim("one", "gpu.nvidia.com"))
+    body = pod(gpus=2)
+    body["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimName": "one"}]
+    verdict = verdict_of(state, body)
+    assert verdict.accelerators == 3

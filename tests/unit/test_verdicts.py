@@ -702,3 +702,66 @@ def test_a_namespace_in_conflict_still_counts_for_the_licence(licensed_state: St
     state.upsert(_obj(namespace("shared", **{"computegate.io/tenant": "acme"})))
     state.upsert(_obj(running(pod("old", namespace="shared", gpus=4), license_name="lic")))
     assert verdict_of(state, pod(gpus=1)).code is Code.LICENSE_CAP_EXCEEDED
+
+
+# ----- messages: what was found, which rule applied, what to do next -----
+
+
+@pytest.mark.parametrize(
+    ("bodies", "namespace_", "code", "phrases"),
+    [
+        ((), "nowhere", Code.UNKNOWN_TENANT, ["nowhere", "ask a cluster admin"]),
+        (
+            (tenant("acme", "US", namespaces=["team"], kyc="Pending"),),
+            "team",
+            Code.KYC_INCOMPLETE,
+            ["Pending", "verification"],
+        ),
+        ((tenant("acme", "IR", namespaces=["team"]),), "team", Code.PROHIBITED, ["IR", "rule 1", "E:1"]),
+        (
+            (tenant("acme", "CN", namespaces=["team"]),),
+            "team",
+            Code.NO_LICENSE,
+            ["CN", "D:5", "Request an export license"],
+        ),
+        (
+            (
+                tenant("acme", "CN", namespaces=["team"]),
+                license_("lic", "acme", valid_until="2026-03-01T00:00:00Z"),
+            ),
+            "team",
+            Code.LICENSE_EXPIRED,
+            ["lic", "expired", "renewal"],
+        ),
+        (
+            (tenant("acme", "CN", namespaces=["team"]), license_("lic", "acme", accelerators=["a100"])),
+            "team",
+            Code.LICENSE_SCOPE,
+            ["covers a100", "not h100", "amendment"],
+        ),
+        (
+            (tenant("acme", "CN", namespaces=["team"]), license_("lic", "acme", max_tpp=1000)),
+            "team",
+            Code.LICENSE_CAP_EXCEEDED,
+            ["1,000 TPP", "15,832 TPP", "Reduce replicas"],
+        ),
+    ],
+)
+def test_a_denial_message_says_what_was_found_and_what_to_do(
+    make_state: StateFactory,
+    bodies: tuple[dict[str, Any], ...],
+    namespace_: str,
+    code: Code,
+    phrases: list[str],
+) -> None:
+    state = make_state(node("h", H100), *bodies)
+    verdict = verdict_of(state, pod(namespace=namespace_))
+    assert verdict.code is code
+    assert verdict.message.startswith(f"[{code.value}] Pod {namespace_}/p asks for 1 x NVIDIA H100")
+    for phrase in phrases:
+        assert phrase in verdict.message
+
+
+def test_no_controlled_band_in_the_policy_means_nothing_is_controlled(make_state: StateFactory) -> None:
+    state = make_state(node("h", H100), tenant("acme", "IR", namespaces=["team"]), policy(controlledBands=[]))
+    assert verdict_of(state, pod()).code is Code.NOT_CONTROLLED
