@@ -15,7 +15,18 @@ import yaml
 from computegate import cli
 
 EXAMPLES = Path("/work/shared/examples")
-EXECUTABLE = Path(sys.executable).parent / "computegate"
+# The console script beside the interpreter running the tests (.venv/bin/computegate), else the repo's.
+EXECUTABLE = next(
+    (
+        path
+        for path in (
+            Path(sys.executable).parent / "computegate",
+            Path(__file__).resolve().parents[2] / ".venv" / "bin" / "computegate",
+        )
+        if path.exists()
+    ),
+    Path("computegate"),
+)
 KEYS = [
     "kind",
     "namespace",
