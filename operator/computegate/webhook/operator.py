@@ -88,9 +88,14 @@ async def keep_registered(runtime: Runtime, options: Options, ca_changed: asynci
     await runtime.server.listening.wait()
     while True:
         ca_changed.clear()
-        for body in configurations(options):
-            await runtime.kube.apply_configuration(body)
-            logger.info("Registered %s %s", body["kind"], body["metadata"]["name"])
+        try:
+            for body in configurations(options):
+                await runtime.kube.apply_configuration(body)
+                logger.info("Registered %s %s", body["kind"], body["metadata"]["name"])
+        except Exception as error:  # the API server may be briefly unavailable: try again
+            logger.warning("Could not register the webhook configurations (retrying): %s", error)
+            await asyncio.sleep(2)
+            continue
         await ca_changed.wait()
 
 

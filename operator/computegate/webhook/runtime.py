@@ -117,11 +117,7 @@ class Runtime:
         elif webhook == VALIDATE_RESOURCE_CLAIMS:
             outcome = self.reviewer.validate_claim(request)
         elif webhook == VALIDATE_SCALE:
-            meta = request.body.get("metadata") or {}
-            controller = await self.kube.read_controller(
-                request.plural, str(meta.get("namespace") or ""), str(meta.get("name") or "")
-            )
-            outcome = self.reviewer.validate_scale(request, controller)
+            outcome = self.reviewer.validate_scale(request, await self._controller_of(request))
         else:
             outcome = self.reviewer.validate_workload(request)
         self._observe(outcome, time.perf_counter() - started)
@@ -129,6 +125,18 @@ class Runtime:
         warnings.extend(outcome.warnings)
         if not outcome.allowed:
             raise kopf.AdmissionError(outcome.message, code=outcome.http_code)
+
+    async def _controller_of(self, request: Request) -> Mapping[str, Any] | None:
+        meta = request.body.get("metadata") or {}
+        try:
+            return await self.kube.read_controller(
+                request.plural, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+            )
+        except Exception as error:  # the pods a scale-up makes are still judged on CREATE
+            logger.warning(
+                "Could not read %s %s for a scale request: %s", request.plural, meta.get("name"), error
+            )
+            return None
 
     async def mutate(self, webhook: str, kwargs: Mapping[str, Any]) -> None:
         outcome = self.reviewer.mutate_workload(self._request(webhook, kwargs))
