@@ -177,12 +177,23 @@ async def guarded_serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Re
             raise _bad_request(str(error), aiohttp.web.HTTPNotFound) from None
         logger.exception("Admission request %s failed; denying it", uid)
         response = deny(uid, f"ComputeGate could not judge this request ({type(error).__name__}); retry", 500)
+    status = (response.get("response") or {}).get("status")
+    if isinstance(status, dict) and not status.get("reason"):
+        # Kopf sets no reason; with one, kubectl says "Error from server (Forbidden): ...".
+        status["reason"] = _REASONS.get(status.get("code") or 0, "")
     return aiohttp.web.json_response(response)
+
+
+_REASONS = {400: "BadRequest", 403: "Forbidden", 500: "InternalError"}
 
 
 def deny(uid: str, message: str, code: int) -> dict[str, Any]:
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
-        "response": {"uid": uid, "allowed": False, "status": {"code": code, "message": message}},
+        "response": {
+            "uid": uid,
+            "allowed": False,
+            "status": {"code": code, "message": message, "reason": _REASONS.get(code, "")},
+        },
     }
