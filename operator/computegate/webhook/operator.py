@@ -101,7 +101,7 @@ async def keep_registered(runtime: Runtime, options: Options, ca_changed: asynci
 
 async def self_managed_tls(options: Options, stop: asyncio.Event) -> None:
     # Owned by the chart: keeps tls.crt/tls.key/ca.crt in cert_dir and the caBundle current.
-    from computegate.webhook.selftls import run_self_managed_tls  # type: ignore[import-not-found,unused-ignore]
+    from computegate.webhook.selftls import run_self_managed_tls
 
     await run_self_managed_tls(
         namespace=options.namespace,
