@@ -140,6 +140,7 @@ async def test_a_body_that_is_not_a_json_review_gets_400_with_the_reason(
         (lambda r: r["request"].pop("userInfo"), "request.userInfo"),
         (lambda r: r["request"].update(object=["not", "an", "object"]), "request.object"),
         (lambda r: r["request"].update(kind="Pod"), "request.kind"),
+        (lambda r: r["request"].update(object=None, oldObject=None), "object is missing"),
     ],
     ids=[
         "v1beta1",
@@ -151,6 +152,7 @@ async def test_a_body_that_is_not_a_json_review_gets_400_with_the_reason(
         "no-userinfo",
         "object-is-a-list",
         "kind-is-a-string",
+        "no-object-at-all",
     ],
 )
 async def test_a_review_of_the_wrong_shape_gets_400_naming_the_field(

@@ -173,8 +173,12 @@ async def guarded_serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Re
     except kopf.AdmissionError as error:
         response = deny(uid, str(error), error.code or 403)
     except Exception as error:  # fail closed: whatever went wrong, the object is not admitted
-        if type(error).__name__ == "UnknownResourceError":
+        # Kopf's request errors (its WebhookError family) are not exported: match them by name.
+        kinds = {cls.__name__ for cls in type(error).__mro__}
+        if "UnknownResourceError" in kinds:
             raise _bad_request(str(error), aiohttp.web.HTTPNotFound) from None
+        if "WebhookError" in kinds:
+            raise _bad_request(str(error), aiohttp.web.HTTPBadRequest) from None
         logger.exception("Admission request %s failed; denying it", uid)
         response = deny(uid, f"ComputeGate could not judge this request ({type(error).__name__}); retry", 500)
     status = (response.get("response") or {}).get("status")
