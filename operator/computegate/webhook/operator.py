@@ -153,13 +153,15 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
             runtime.kube.close()
 
 
-def _not_a_denial(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("Webhook ")
+def _not_routine(record: logging.LogRecord) -> bool:
+    # Kopf logs a denial as a failed handler (our JSON decision line is the record of it) and
+    # every watch event as a succeeded handler; neither tells an operator anything.
+    message = record.getMessage()
+    return not (message.startswith("Webhook ") or message.startswith("Handler 'gone-"))
 
 
 def main(options: Options) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Kopf logs every denial as a failed handler; our JSON decision line is the record of it.
-    logging.getLogger("kopf.objects").addFilter(_not_a_denial)
+    logging.getLogger("kopf.objects").addFilter(_not_routine)
     asyncio.run(run(options))
     return 0
