@@ -213,7 +213,10 @@ def test_a_named_label_value_with_a_gfd_suffix_resolves(make_state: StateFactory
 # ----- GPU Feature Discovery suffixes on node labels -----
 
 
-@pytest.mark.parametrize("suffix", ["-SHARED", "-MIG-1g.10gb", "-MIG-3g.40gb", "-MIG-INVALID"])
+@pytest.mark.parametrize(
+    "suffix",
+    ["-SHARED", "-MIG-1g.10gb", "-MIG-3g.40gb", "-MIG-INVALID", "-MIG-1g.10gb-SHARED", "-SHARED-MIG-2g.20gb"],
+)
 def test_gfd_suffixes_on_a_node_label_still_identify_the_model(make_state: StateFactory, suffix: str) -> None:
     state = make_state(node("a100-1", A100 + suffix))
     verdict = verdict_of(state, pod())

@@ -85,7 +85,12 @@ class ResolvedProfile:
 
 
 def normalize_product_label(value: str) -> str:
-    return _GFD_SUFFIX.sub("", value)
+    # GFD appends -MIG-<profile> and then -SHARED; strip them in whatever order they come.
+    while True:
+        stripped = _GFD_SUFFIX.sub("", value)
+        if stripped == value:
+            return value
+        value = stripped
 
 
 @dataclass
