@@ -248,3 +248,10 @@ def test_several_accelerator_resources_in_one_pod_are_all_counted(make_state: St
     verdict = verdict_of(state, body)
     assert {use.profile for use in verdict.uses} == {"h100", "mi300x"}
     assert verdict.accelerators == 3
+
+
+def test_an_accelerator_request_below_its_limit_is_never_under_counted(licensed_state: StateFactory) -> None:
+    # Invalid for Kubernetes (extended resources need request == limit); the larger counts.
+    body = pod_with([container("app", requests={GPU: 0}, limits={GPU: 8})])
+    assert requests_of(licensed_state(), body) == {GPU: 8}
+    assert verdict_of(licensed_state(), body).code is Code.NO_LICENSE

@@ -47,11 +47,13 @@ def is_accelerator_resource(name: str, state: ClusterState) -> bool:
 
 def _container_ask(container: Container, state: ClusterState) -> dict[str, Fraction]:
     """A container's accelerator asks; its limit counts where it sets no request (as the API server
-    defaults it)."""
+    defaults it). Kubernetes requires an extended resource's request and limit to be equal; where
+    a manifest has them differ (the API server would reject it, the offline evaluator would not),
+    the larger counts, so that a malformed spec is never under-counted."""
     resources = container.resources
     ask = {name: amount for name, amount in resources.limits.items() if is_accelerator_resource(name, state)}
     for name, amount in resources.requests.items():
-        if is_accelerator_resource(name, state):
+        if is_accelerator_resource(name, state) and amount > ask.get(name, 0):
             ask[name] = amount
     return ask
 
