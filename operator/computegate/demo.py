@@ -62,7 +62,11 @@ class _Demo:
     def show(self, command: str, result: subprocess.CompletedProcess[str]) -> None:
         print(f"$ {command}")
         for line in (result.stdout + result.stderr).strip().splitlines():
-            print(textwrap.fill(line, width=110, subsequent_indent="    ") if len(line) > 110 else line)
+            print(
+                textwrap.fill(line, width=110, subsequent_indent="    ", break_on_hyphens=False)
+                if len(line) > 110
+                else line
+            )
 
     def apply_as(self, user: str, kubeconfig: Path, name: str) -> subprocess.CompletedProcess[str]:
         result = self.kubectl("apply", "-f", str(self.file(name)), user=kubeconfig)

@@ -62,6 +62,8 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPla
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert down.returncode == 0, down.stderr
+        after = ControlPlane.attach(data_dir)
+        assert after is None or not after.running_processes(), "dev down left a process running"
 
 
 @pytest.fixture(scope="module")
