@@ -8,8 +8,10 @@ with those credentials until it is ready, then what it must not be able to do.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -215,10 +217,22 @@ def _free_port() -> int:
         return port
 
 
+def _served_certificate(port: int, ca_file: Path) -> bytes:
+    """Handshake as the API server would (the Service's DNS name, our CA bundle); the peer's DER."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=f"{RELEASE}.{NAMESPACE}.svc") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
 def test_the_real_operator_becomes_ready_with_only_the_chart_service_account(
-    operator_kubeconfig: Path, license_objects: str, tmp_path: Path
+    operator_kubeconfig: Path, admin: Any, license_objects: str, tmp_path: Path
 ) -> None:
-    health = _free_port()
+    health, webhook = _free_port(), _free_port()
     log = tmp_path / "operator.log"
     argv = [
         sys.executable,
@@ -227,7 +241,7 @@ def test_the_real_operator_becomes_ready_with_only_the_chart_service_account(
         "webhook",
         f"--kubeconfig={operator_kubeconfig}",
         "--addr=127.0.0.1",
-        f"--port={_free_port()}",
+        f"--port={webhook}",
         "--health-addr=127.0.0.1",
         f"--health-port={health}",
         f"--cert-dir={tmp_path / 'certs'}",
@@ -254,6 +268,7 @@ def test_the_real_operator_becomes_ready_with_only_the_chart_service_account(
                     break
                 time.sleep(0.5)
             time.sleep(2)  # let every watch start, so a refused one shows in the log
+            served = _served_certificate(webhook, tmp_path / "certs" / "ca.crt") if ready else None
         finally:
             process.terminate()
             try:
@@ -265,7 +280,18 @@ def test_the_real_operator_becomes_ready_with_only_the_chart_service_account(
     assert ready, f"the operator never became ready as the chart's ServiceAccount:\n{text[-4000:]}"
     for refusal in ("403", "Forbidden", "forbidden", "Not enough permissions"):
         assert refusal not in text, f"the operator was refused something ({refusal}):\n{text[-4000:]}"
-    assert (tmp_path / "certs" / "tls.crt").is_file()
+    # The API server's view: the served certificate is trusted by the injected bundle, for the
+    # Service's DNS name, and it is the one in the Secret.
+    stored = client.CoreV1Api(admin).read_namespaced_secret(SECRET, NAMESPACE)
+    material = selftls.TlsMaterial.from_secret_data(stored.data)
+    assert material is not None and served is not None
+    assert ssl.DER_cert_to_PEM_cert(served).encode() == material.tls_cert
+    bundle = client.AdmissionregistrationV1Api(admin).read_validating_webhook_configuration(
+        VALIDATING_CONFIGURATION
+    )
+    assert {hook.client_config.ca_bundle for hook in bundle.webhooks} == {
+        base64.b64encode(material.bundle()).decode("ascii")
+    }
 
 
 def test_operator_service_account_cannot_reach_beyond_its_job(operator: Any, admin: Any) -> None:

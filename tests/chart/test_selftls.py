@@ -78,6 +78,18 @@ def test_the_serving_certificate_is_renewed_by_the_same_ca_before_it_expires() -
     assert _cert(material.tls_cert).not_valid_after_utc > before + timedelta(hours=2), "renewed before expiry"
 
 
+def test_certificates_from_a_clock_ahead_of_ours_are_replaced() -> None:
+    ahead = selftls.plan_material(None, hosts=HOSTS, now=NOW + timedelta(hours=2))
+    assert ahead is not None
+    fixed = selftls.plan_material(ahead, hosts=HOSTS, now=NOW)
+    assert fixed is not None and fixed.ca_cert != ahead.ca_cert, "a CA not valid yet is useless"
+    serving_ahead = selftls.plan_material(fixed, hosts=HOSTS, now=NOW + timedelta(days=65))  # renewal
+    assert serving_ahead is not None and serving_ahead.ca_cert == fixed.ca_cert
+    reissued = selftls.plan_material(serving_ahead, hosts=HOSTS, now=NOW + timedelta(days=1))
+    assert reissued is not None and reissued.ca_cert == fixed.ca_cert
+    assert _cert(reissued.tls_cert).not_valid_before_utc <= NOW + timedelta(days=1)
+
+
 def test_a_changed_service_name_gets_a_new_serving_certificate() -> None:
     material = selftls.plan_material(None, hosts=HOSTS, now=NOW)
     assert material is not None

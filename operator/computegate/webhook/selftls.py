@@ -292,6 +292,9 @@ def plan_material(
     if ca.not_valid_after_utc <= now:
         logger.warning("the webhook CA has expired; starting over with a new CA")
         return _fresh(hosts, now, lifetimes)
+    if ca.not_valid_before_utc > now + _CLOCK_SKEW:
+        logger.warning("the webhook CA is not valid yet (a clock far ahead made it); starting over")
+        return _fresh(hosts, now, lifetimes)
 
     material = current
     # Retire previous CAs once they have expired.
@@ -317,9 +320,11 @@ def plan_material(
                 previous_ca_certs=(*material.previous_ca_certs, material.ca_cert),
             )
             ca = next_ca
-    # Re-issue the serving certificate when it nears expiry, names other hosts, or is not the CA's.
+    # Re-issue the serving certificate when it nears expiry, is not valid yet (a replica whose
+    # clock runs ahead issued it), names other hosts, or is not the CA's.
     if (
         serving.not_valid_after_utc - now <= lifetimes.serving_renew_before
+        or serving.not_valid_before_utc > now
         or _sans(serving) != set(hosts)
         or not _signed_by(serving, ca)
     ):
