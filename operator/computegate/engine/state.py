@@ -75,6 +75,12 @@ class Catalog:
     country_groups: dict[str, frozenset[str]]
     rules: tuple[PolicyRule, ...]
 
+    def __post_init__(self) -> None:
+        # With no profile at all an accelerator could be neither resolved nor assumed, and a
+        # workload asking for one would pass as NoAccelerator: refuse such a catalog outright.
+        if not self.profiles:
+            raise ValueError("the accelerator catalog has no profiles")
+
 
 @dataclass(frozen=True)
 class ResolvedProfile:

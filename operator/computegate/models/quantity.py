@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -54,6 +55,20 @@ def parse_quantity(value: object) -> Fraction:
     if parsed < 0:
         raise ValueError(f"a resource quantity cannot be negative, got {value!r}")
     return parsed
+
+
+@lru_cache(maxsize=4096)
+def _parse_string(value: str) -> Fraction:
+    # Cached: a pod's cpu and memory strings repeat across every admission, and parsing them
+    # was most of the cost of reading a pod (docs/benchmarks.md). Fractions are immutable.
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {value!r}')
+    number, exponent, suffix = match.groups()
+    parsed = Fraction(number)
+    if exponent:
+        return parsed * Fraction(10) ** int(exponent[1:])
+    return parsed * _SUFFIXES[suffix or ""]
 
 
 def _serialize(value: Fraction) -> int | str:
