@@ -34,7 +34,7 @@ lint: setup
 test: setup binaries lint
 	COMPUTEGATE_ASSETS=$$(cat $(VENV)/assets-path) $(PY) -m pytest
 
-unit: setup
+unit: setup binaries
 	$(PY) -m pytest -m "not e2e"
 
 bench: setup
