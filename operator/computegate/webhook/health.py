@@ -36,7 +36,7 @@ async def serve_health(
             aiohttp.web.get("/metrics", metrics),
         ]
     )
-    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = aiohttp.web.TCPSite(runner, addr, port, reuse_address=True)

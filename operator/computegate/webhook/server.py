@@ -91,7 +91,8 @@ class ReloadingWebhookServer(kopf.WebhookServer):
         digest = self._digest()
         app = aiohttp.web.Application(client_max_size=MAX_BODY_BYTES)
         app.add_routes([aiohttp.web.post("/{id:[a-z0-9-]+}", serve)])
-        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        # In-flight reviews finish quickly; do not hold a shutdown for aiohttp's default 60 s.
+        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
             site = aiohttp.web.TCPSite(runner, self.addr, self.port, ssl_context=context, reuse_address=True)
