@@ -27,48 +27,44 @@ _SUFFIXES: dict[str, Fraction] = {
     "Pi": Fraction(2**50),
     "Ei": Fraction(2**60),
 }
+_EXPECTED = 'expected a Kubernetes quantity such as 8 or "8"'
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
 
 
 def parse_quantity(value: object) -> Fraction:
     """Parse a quantity as the API server does; a negative one is an input error here."""
+    if isinstance(value, str):
+        return _parse_string(value)
     if isinstance(value, bool):
-        raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {value!r}')
+        raise ValueError(f"{_EXPECTED}, got {value!r}")
     if isinstance(value, Fraction):
         parsed = value
     elif isinstance(value, int):
         parsed = Fraction(value)
     elif isinstance(value, float):
         parsed = Fraction(str(value))
-    elif isinstance(value, str):
-        match = _QUANTITY.match(value.strip())
-        if not match:
-            raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {value!r}')
-        number, exponent, suffix = match.groups()
-        parsed = Fraction(number)
-        if exponent:
-            parsed *= Fraction(10) ** int(exponent[1:])
-        else:
-            parsed *= _SUFFIXES[suffix or ""]
     else:
-        raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {type(value).__name__}')
-    if parsed < 0:
-        raise ValueError(f"a resource quantity cannot be negative, got {value!r}")
-    return parsed
+        raise ValueError(f"{_EXPECTED}, got {type(value).__name__}")
+    return _not_negative(parsed, value)
 
 
 @lru_cache(maxsize=4096)
 def _parse_string(value: str) -> Fraction:
-    # Cached: a pod's cpu and memory strings repeat across every admission, and parsing them
-    # was most of the cost of reading a pod (docs/benchmarks.md). Fractions are immutable.
+    # Cached: a pod's cpu and memory strings repeat across admissions, and parsing them was
+    # most of the cost of reading a pod (docs/benchmarks.md). Fractions are immutable.
     match = _QUANTITY.match(value.strip())
     if not match:
-        raise ValueError(f'expected a Kubernetes quantity such as 8 or "8", got {value!r}')
+        raise ValueError(f"{_EXPECTED}, got {value!r}")
     number, exponent, suffix = match.groups()
     parsed = Fraction(number)
-    if exponent:
-        return parsed * Fraction(10) ** int(exponent[1:])
-    return parsed * _SUFFIXES[suffix or ""]
+    parsed *= Fraction(10) ** int(exponent[1:]) if exponent else _SUFFIXES[suffix or ""]
+    return _not_negative(parsed, value)
+
+
+def _not_negative(parsed: Fraction, value: object) -> Fraction:
+    if parsed < 0:
+        raise ValueError(f"a resource quantity cannot be negative, got {value!r}")
+    return parsed
 
 
 def _serialize(value: Fraction) -> int | str:
