@@ -55,6 +55,16 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPla
         assert "webhook operator ready" in up.stderr
         plane = ControlPlane.attach(data_dir)
         assert plane is not None
+        webhook = [p.pid for p in plane.running_processes() if p.name == "computegate-webhook"]
+        again = subprocess.run(up.args, capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stderr  # dev up is idempotent: the same operator serves
+        reattached = ControlPlane.attach(data_dir)
+        assert reattached is not None
+        assert (
+            [p.pid for p in reattached.running_processes() if p.name == "computegate-webhook"]
+            == webhook
+            != []
+        )
         yield plane
     finally:
         down = subprocess.run(
