@@ -16,7 +16,9 @@ from computegate.models.resources import UnknownAcceleratorAction
 if TYPE_CHECKING:
     from computegate.engine.state import ClusterState, ResolvedProfile, Usage
 
-_ACCELERATOR_PREFIXES = (
+# The accelerator resource families of DESIGN.md step 2; the webhook's matchConditions are built
+# from the same two constants, so what reaches the webhook and what the engine counts agree.
+ACCELERATOR_PREFIXES = (
     "nvidia.com/",
     "habana.ai/",
     "gpu.intel.com/",
@@ -24,7 +26,7 @@ _ACCELERATOR_PREFIXES = (
     "aws.amazon.com/neuron",
     "deviceclass.resource.kubernetes.io/",
 )
-_ACCELERATOR_NAMES = frozenset({"amd.com/gpu", "google.com/tpu"})
+ACCELERATOR_NAMES = frozenset({"amd.com/gpu", "google.com/tpu"})
 _MIG = re.compile(r"^nvidia\.com/mig-(\d+)g\.")
 _DEVICE_CLASS_RESOURCE = "deviceclass.resource.kubernetes.io/"
 _FULL_GPU = "nvidia.com/gpu"
@@ -37,8 +39,8 @@ def is_accelerator_resource(name: str, state: ClusterState) -> bool:
     answer = known.get(name)
     if answer is None:
         answer = (
-            name in _ACCELERATOR_NAMES
-            or name.startswith(_ACCELERATOR_PREFIXES)
+            name in ACCELERATOR_NAMES
+            or name.startswith(ACCELERATOR_PREFIXES)
             or name in state.profiles.by_resource
         )
         known[name] = answer

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from computegate.engine.footprint import ACCELERATOR_NAMES, ACCELERATOR_PREFIXES
+
 TENANT_LABEL = "computegate.io/tenant"
 VALIDATING_CONFIGURATION = "computegate-validating"
 MUTATING_CONFIGURATION = "computegate-mutating"
@@ -28,15 +30,6 @@ VALIDATE_RESOURCE_CLAIMS = "validate-resourceclaims"
 VALIDATE_NAMESPACES = "validate-namespaces"
 MUTATE_WORKLOADS = "mutate-workloads"
 
-ACCELERATOR_PREFIXES = (
-    "nvidia.com/",
-    "habana.ai/",
-    "gpu.intel.com/",
-    "huawei.com/Ascend",
-    "aws.amazon.com/neuron",
-    "deviceclass.resource.kubernetes.io/",
-)
-ACCELERATOR_NAMES = ("amd.com/gpu", "google.com/tpu")
 
 _CREATE_UPDATE = ["CREATE", "UPDATE"]
 _WORKLOAD_RULES: list[dict[str, Any]] = [
@@ -65,7 +58,9 @@ _NAMESPACE_RULES: list[dict[str, Any]] = [
 
 def _is_accelerator(key: str, extra_resource_names: Iterable[str]) -> str:
     tests = [f"{key}.startsWith('{prefix}')" for prefix in ACCELERATOR_PREFIXES]
-    tests += [f"{key} == '{name}'" for name in (*ACCELERATOR_NAMES, *sorted(set(extra_resource_names)))]
+    tests += [
+        f"{key} == '{name}'" for name in (*sorted(ACCELERATOR_NAMES), *sorted(set(extra_resource_names)))
+    ]
     return "(" + " || ".join(tests) + ")"
 
 
