@@ -43,9 +43,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from computegate import pki
 
 __all__ = [
     "CERT_FILES",
@@ -93,98 +92,30 @@ def service_hosts(service_name: str, namespace: str) -> tuple[str, ...]:
 # -- certificates -------------------------------------------------------------------------------
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError("expected an ECDSA private key")
-    return key
-
-
 def _new_ca(now: datetime, lifetimes: Lifetimes) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, f"computegate-webhook-ca-{now.strftime('%Y%m%d%H%M%S')}")]
+    cert, key = pki.new_ca(
+        f"computegate-webhook-ca-{now.strftime('%Y%m%d%H%M%S')}",
+        not_before=now - _CLOCK_SKEW,
+        not_after=now + lifetimes.ca_validity,
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + lifetimes.ca_validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _cert_pem(cert), _key_pem(key)
+    return pki.cert_pem(cert), pki.key_pem(key)
 
 
 def _new_serving(
     ca_cert_pem: bytes, ca_key_pem: bytes, hosts: Sequence[str], now: datetime, lifetimes: Lifetimes
 ) -> tuple[bytes, bytes]:
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key = _load_key(ca_key_pem)
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_after = min(now + lifetimes.serving_validity, ca_cert.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[-2] if len(hosts) > 1 else hosts[0])])
-        )
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host) for host in hosts]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    cert, key = pki.issue(
+        ca_cert,
+        pki.load_ec_key(ca_key_pem),
+        hosts[-2] if len(hosts) > 1 else hosts[0],
+        not_before=now - _CLOCK_SKEW,
+        not_after=min(now + lifetimes.serving_validity, ca_cert.not_valid_after_utc),
+        hosts=hosts,
+        server=True,
+        key_encipherment=True,
     )
-    return _cert_pem(cert), _key_pem(key)
+    return pki.cert_pem(cert), pki.key_pem(key)
 
 
 def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -195,24 +126,12 @@ def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
-def _sans(cert: x509.Certificate) -> set[str]:
-    try:
-        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return set()
-    return set(extension.value.get_values_for_type(x509.DNSName))
-
-
-def _not_after(pem: bytes) -> datetime:
-    return x509.load_pem_x509_certificate(pem).not_valid_after_utc
-
-
 def _data(secret: Any) -> dict[str, str]:
     return {str(key): str(value) for key, value in (secret.data or {}).items()}
 
 
 def _split_pems(data: bytes) -> list[bytes]:
-    return [_cert_pem(cert) for cert in x509.load_pem_x509_certificates(data)] if data.strip() else []
+    return [pki.cert_pem(cert) for cert in x509.load_pem_x509_certificates(data)] if data.strip() else []
 
 
 # -- what the Secret holds ----------------------------------------------------------------------
@@ -261,7 +180,7 @@ class TlsMaterial:
         now = now or datetime.now(UTC)
         trusted = [self.ca_cert]  # the signing CA, always (an expired one is replaced by planning)
         for pem in (self.next_ca_cert, *self.previous_ca_certs):
-            if pem and pem not in trusted and _not_after(pem) > now:
+            if pem and pem not in trusted and pki.not_after(pem) > now:
                 trusted.append(pem)
         return b"".join(trusted)
 
@@ -284,8 +203,8 @@ def plan_material(
     try:
         ca = x509.load_pem_x509_certificate(current.ca_cert)
         serving = x509.load_pem_x509_certificate(current.tls_cert)
-        _load_key(current.ca_key)
-        _load_key(current.tls_key)
+        pki.load_ec_key(current.ca_key)
+        pki.load_ec_key(current.tls_key)
     except ValueError:
         logger.warning("the TLS Secret is unreadable; starting over with a new CA")
         return _fresh(hosts, now, lifetimes)
@@ -298,7 +217,7 @@ def plan_material(
 
     material = current
     # Retire previous CAs once they have expired.
-    previous = tuple(pem for pem in material.previous_ca_certs if _not_after(pem) > now)
+    previous = tuple(pem for pem in material.previous_ca_certs if pki.not_after(pem) > now)
     if previous != material.previous_ca_certs:
         material = replace(material, previous_ca_certs=previous)
     # Introduce the next CA ahead of the current one's expiry.
@@ -325,7 +244,7 @@ def plan_material(
     if (
         serving.not_valid_after_utc - now <= lifetimes.serving_renew_before
         or serving.not_valid_before_utc > now
-        or _sans(serving) != set(hosts)
+        or pki.san_hosts(serving) != set(hosts)
         or not _signed_by(serving, ca)
     ):
         tls_cert, tls_key = _new_serving(material.ca_cert, material.ca_key, hosts, now, lifetimes)
