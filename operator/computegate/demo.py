@@ -57,7 +57,8 @@ class _Demo:
         return self.plane.kubectl(*args, kubeconfig=user, check=False)
 
     def say(self, text: str) -> None:
-        print(f"\n\033[1m== {text}\033[0m", flush=True)
+        bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+        print(f"\n{bold}== {text}{plain}", flush=True)
 
     def show(self, command: str, result: subprocess.CompletedProcess[str]) -> None:
         print(f"$ {command}")
@@ -153,8 +154,19 @@ def run_demo(*, keep: bool = False) -> int:
         columns = (
             "NAMESPACE:.metadata.namespace,KIND:.involvedObject.kind,NAME:.involvedObject.name,REASON:.reason"
         )
-        events = demo.kubectl("get", "events", "-A", "-o", f"custom-columns={columns}")
-        demo.show("kubectl get events -A -o custom-columns=...", events)
+        events = demo.kubectl(
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reportingComponent=computegate",
+            "-o",
+            f"custom-columns={columns}",
+        )
+        demo.show(
+            "kubectl get events -A --field-selector reportingComponent=computegate -o custom-columns=...",
+            events,
+        )
     finally:
         if keep:
             print(f"\nThe cluster keeps running: export KUBECONFIG={session.control_plane.kubeconfig_path}")
