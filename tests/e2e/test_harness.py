@@ -37,7 +37,10 @@ pytestmark = pytest.mark.e2e
 
 ClientFactory = Callable[[str, Sequence[str]], Any]  # the kube_client_for fixture
 
-EXAMPLES = Path(os.environ.get("COMPUTEGATE_EXAMPLES", "/work/shared/examples"))
+# shared/ sits beside the repository, for developers and CI alike.
+EXAMPLES = Path(
+    os.environ.get("COMPUTEGATE_EXAMPLES") or Path(__file__).resolve().parents[3] / "shared" / "examples"
+)
 
 LICENSE_SPEC: dict[str, Any] = {
     "tenant": "northwind",

@@ -14,7 +14,8 @@ import yaml
 
 from computegate import cli
 
-EXAMPLES = Path("/work/shared/examples")
+# shared/ sits beside the repository, for developers and CI alike.
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
 # The console script beside the interpreter running the tests (.venv/bin/computegate), else the repo's.
 EXECUTABLE = next(
     (

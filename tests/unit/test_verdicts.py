@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from computegate.catalog import builtin_catalog
 from computegate.engine import Code, Usage
 from tests.unit.conftest import (
     A100,
@@ -636,11 +637,7 @@ def test_a_rule_naming_an_unknown_group_matches_nothing_through_it(make_state: S
 
 
 def _builtin_catalog() -> Any:
-    catalog = pytest.importorskip("computegate.catalog")
-    try:
-        return catalog.builtin_catalog()
-    except (OSError, KeyError) as error:  # the data files are not there yet
-        pytest.skip(f"built-in catalog not available: {error}")
+    return builtin_catalog()
 
 
 @pytest.mark.parametrize(
