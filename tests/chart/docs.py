@@ -49,14 +49,24 @@ EXERCISED: dict[str, tuple[str, str]] = {
 }
 
 
-def blocks() -> dict[str, str]:
-    text = INSTALL_MD.read_text()
+README_MD = INSTALL_MD.parents[1] / "README.md"
+
+
+def blocks(path: Path = INSTALL_MD) -> dict[str, str]:
+    text = path.read_text()
     found: dict[str, str] = {}
     for match in _NAMED.finditer(text):
         name, body = match.group(1), match.group(3)
-        assert name not in found, f"docs/install.md: block {name} appears twice"
+        assert name not in found, f"{path.name}: block {name} appears twice"
         found[name] = textwrap.dedent(body)
     return found
+
+
+def readme_install_section() -> str:
+    text = README_MD.read_text()
+    start = text.index("## Installing in a cluster")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 def unnamed_block_count() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import textwrap
 from pathlib import Path
 
 from tests.chart import docs
@@ -47,3 +48,15 @@ def test_the_chart_readme_shows_only_commands_of_the_install_guide() -> None:
     documented = {line.strip() for body in docs.blocks().values() for line in body.splitlines()}
     assert commands, "the chart README shows how to install"
     assert set(commands) <= documented
+
+
+def test_the_readme_install_section_shows_only_named_blocks_of_the_install_guide_verbatim() -> None:
+    section = docs.readme_install_section()
+    readme_blocks = {
+        match.group(1): textwrap.dedent(match.group(3)) for match in docs._NAMED.finditer(section)
+    }
+    assert {"helm-install", "manifests-apply", "kind-demo", "emergency-audit"} <= set(readme_blocks)
+    assert section.count("```sh\n") == len(readme_blocks), "every README install command is a named block"
+    guide = docs.blocks()
+    for name, body in readme_blocks.items():
+        assert body == guide[name], f"README block {name} differs from docs/install.md"
