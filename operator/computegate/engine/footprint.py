@@ -89,22 +89,20 @@ class _Candidates:
     unresolved: bool
 
 
-def _profiles_for_resource(resource: str, state: ClusterState) -> tuple[list[ResolvedProfile], Fraction]:
-    """Profiles that can serve a resource, and the share of a chip that one unit of it is."""
+def _profiles_for_resource(resource: str, state: ClusterState) -> list[ResolvedProfile]:
+    """Profiles that can serve a resource (a MIG slice: the MIG-capable full-GPU profiles)."""
     index = state.profiles
-    mig = _MIG.match(resource)
-    if mig:
-        profiles = [p for p in index.by_resource.get(_FULL_GPU, []) if p.spec.mig_compute_slices]
-        return profiles, Fraction(int(mig.group(1)))  # divided by each profile's slices later
+    if _MIG.match(resource):
+        return [p for p in index.by_resource.get(_FULL_GPU, []) if p.spec.mig_compute_slices]
     if resource in index.by_resource:
-        return index.by_resource[resource], Fraction(1)
+        return index.by_resource[resource]
     if resource == "nvidia.com/gpu.shared":
-        return index.by_resource.get(_FULL_GPU, []), Fraction(1)  # a time-slice may be the whole chip
+        return index.by_resource.get(_FULL_GPU, [])  # a time-slice may be the whole chip
     if resource.startswith(_DEVICE_CLASS_RESOURCE):
-        return index.by_device_class.get(resource.removeprefix(_DEVICE_CLASS_RESOURCE), []), Fraction(1)
+        return index.by_device_class.get(resource.removeprefix(_DEVICE_CLASS_RESOURCE), [])
     if resource.startswith(_CLAIM):
-        return index.by_device_class.get(resource.removeprefix(_CLAIM), []), Fraction(1)
-    return [], Fraction(1)
+        return index.by_device_class.get(resource.removeprefix(_CLAIM), [])
+    return []
 
 
 def _node_offers(
@@ -122,7 +120,7 @@ def _candidates(state: ClusterState, spec: PodSpec, resource: str) -> _Candidate
     cached = state.selection_cache.get(key)
     if isinstance(cached, _Candidates):
         return cached
-    serving, _ = _profiles_for_resource(resource, state)
+    serving = _profiles_for_resource(resource, state)
     serving_names = {p.name for p in serving}
     found: dict[str, ResolvedProfile] = {}
     unresolved = False
@@ -230,7 +228,7 @@ def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int
         worst = max(candidates.profiles, key=lambda p: (p.spec.tpp, p.name), default=None)
         resolved = not candidates.unresolved
         if not resolved and state.policy.unknown_accelerator is UnknownAcceleratorAction.ASSUME_MOST_CAPABLE:
-            serving, _ = _profiles_for_resource(resource, state)
+            serving = _profiles_for_resource(resource, state)
             pool = serving or list(state.profiles.by_name.values())
             worst = max([*pool, *candidates.profiles], key=lambda p: (p.spec.tpp, p.name), default=None)
         if worst is None:
@@ -285,7 +283,7 @@ def _controller_pods(state: ClusterState, controller: Controller) -> list[tuple[
 
 def _daemonset_pods(state: ClusterState, spec: PodSpec, namespace: str) -> list[tuple[PodSpec, int]]:
     asks = {**effective_requests(spec, state), **_claim_requests(spec, namespace, state)}
-    serving = {resource: _profiles_for_resource(resource, state)[0] for resource in asks}
+    serving = {resource: _profiles_for_resource(resource, state) for resource in asks}
 
     def offers(node_name: str, resource: str) -> bool:
         if resource.startswith(_CLAIM) and not serving[resource]:

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from computegate.engine.footprint import ACCELERATOR_NAMES, ACCELERATOR_PREFIXES
+from computegate.engine.state import TENANT_LABEL
 
-TENANT_LABEL = "computegate.io/tenant"
 VALIDATING_CONFIGURATION = "computegate-validating"
 MUTATING_CONFIGURATION = "computegate-mutating"
 TIMEOUT_SECONDS = 5
