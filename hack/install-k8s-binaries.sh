@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control-plane binaries (etcd, kube-apiserver, kubectl) and helm from
-# their Go modules and caches them outside the repo, the way envtest's assets are laid out.
+# Builds the real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl), kwok's simulated nodes and helm from their Go modules and caches them outside the repo, the way envtest's assets are laid out.
 # Idempotent: a second run with the same pins finds the binaries and does nothing.
 #
 # Binaries a user already has are used first: KUBEBUILDER_ASSETS (setup-envtest's folder with
@@ -11,6 +11,7 @@ set -euo pipefail
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 CACHE="${COMPUTEGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/computegate}"
 BIN="$CACHE/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 STAGING_VERSION="v0.${KUBERNETES_VERSION#v1.}"
@@ -55,6 +56,8 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -93,6 +96,8 @@ build_module_binary() {  # build_module_binary NAME MODULE VERSION PACKAGE LDFLA
 
 missing_k8s=()
 [ -x "$BIN/kube-apiserver" ] || have kube-apiserver COMPUTEGATE_KUBE_APISERVER || missing_k8s+=(kube-apiserver)
+[ -x "$BIN/kube-controller-manager" ] || have kube-controller-manager COMPUTEGATE_KUBE_CONTROLLER_MANAGER || missing_k8s+=(kube-controller-manager)
+[ -x "$BIN/kube-scheduler" ] || have kube-scheduler COMPUTEGATE_KUBE_SCHEDULER || missing_k8s+=(kube-scheduler)
 [ -x "$BIN/kubectl" ] || have kubectl COMPUTEGATE_KUBECTL || missing_k8s+=(kubectl)
 [ ${#missing_k8s[@]} -eq 0 ] || build_kubernetes "${missing_k8s[@]}"
 
@@ -100,5 +105,8 @@ missing_k8s=()
 
 [ -x "$BIN/helm" ] || have helm COMPUTEGATE_HELM || build_module_binary helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+
+[ -x "$BIN/kwok" ] || have kwok COMPUTEGATE_KWOK || build_module_binary kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
+  "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 
 echo "$BIN"

@@ -18,6 +18,7 @@ from computegate.devcluster import (
     ETCD_VERSION,
     HELM_VERSION,
     KUBERNETES_VERSION,
+    KWOK_VERSION,
     BinariesNotFound,
     CertificateAuthority,
     ManagedProcess,
@@ -55,6 +56,7 @@ def test_the_pinned_versions_are_those_of_the_install_script() -> None:
         "KUBERNETES_VERSION": KUBERNETES_VERSION,
         "ETCD_VERSION": ETCD_VERSION,
         "HELM_VERSION": HELM_VERSION,
+        "KWOK_VERSION": KWOK_VERSION,
     }
 
 

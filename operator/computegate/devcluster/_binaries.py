@@ -11,6 +11,7 @@ __all__ = [
     "ETCD_VERSION",
     "HELM_VERSION",
     "KUBERNETES_VERSION",
+    "KWOK_VERSION",
     "Binaries",
     "BinariesNotFound",
     "default_assets_dir",
@@ -21,6 +22,7 @@ __all__ = [
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
+KWOK_VERSION = "v0.8.0"
 
 INSTALL_HINT = "run `make binaries` (it runs hack/install-k8s-binaries.sh and needs Go)"
 

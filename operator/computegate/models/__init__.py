@@ -26,6 +26,7 @@ from computegate.models.quantity import Quantity, parse_quantity
 from computegate.models.resources import (
     AcceleratorProfile,
     AcceleratorProfileSpec,
+    BandwidthControl,
     CompliancePolicy,
     CompliancePolicySpec,
     ExportLicense,
@@ -39,6 +40,7 @@ __all__ = [
     "WORKLOAD_KINDS",
     "AcceleratorProfile",
     "AcceleratorProfileSpec",
+    "BandwidthControl",
     "CompliancePolicy",
     "CompliancePolicySpec",
     "Container",

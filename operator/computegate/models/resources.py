@@ -91,6 +91,49 @@ class PolicyRule(ApiModel):
     action: Action
 
 
+class BandwidthControl(ApiModel):
+    """A license requirement that follows an accelerator's bandwidth rather than its ECCN band.
+
+    An accelerator is covered when any threshold given is met; the control applies to a tenant
+    whose own or parent jurisdiction is in one of ``groups`` or in ``jurisdictions``.
+    """
+
+    name: str = Field(
+        min_length=1, description="Short name shown in messages, e.g. 'US April 2025 H20-class'"
+    )
+    source: str = Field(min_length=1, description="Where the requirement is published, with its date")
+    dram_gbps: float | None = Field(
+        default=None,
+        alias="dramGBps",
+        gt=0,
+        description="Covered when DRAM GB/s is at least this",
+    )
+    io_gbps: float | None = Field(
+        default=None,
+        alias="ioGBps",
+        gt=0,
+        description="Covered when I/O GB/s is at least this",
+    )
+    combined_gbps: float | None = Field(
+        default=None,
+        alias="combinedGBps",
+        gt=0,
+        description="Covered when DRAM plus I/O bandwidth (GB/s) is at least this",
+    )
+    groups: list[str] = Field(default_factory=list, description="Country groups whose tenants it covers")
+    jurisdictions: list[CountryCode] = Field(
+        default_factory=list, description="Countries whose tenants it covers, beside the groups"
+    )
+
+    @model_validator(mode="after")
+    def _has_a_threshold_and_a_scope(self) -> BandwidthControl:
+        if self.dram_gbps is None and self.io_gbps is None and self.combined_gbps is None:
+            raise ValueError("a bandwidth control needs at least one of dramGBps, ioGBps, combinedGBps")
+        if not self.groups and not self.jurisdictions:
+            raise ValueError("a bandwidth control needs groups or jurisdictions to cover")
+        return self
+
+
 class CompliancePolicySpec(ApiModel):
     enforcement: Enforcement = Enforcement.ENFORCE
     country_groups: dict[str, list[CountryCode]] = Field(default_factory=dict)
@@ -100,6 +143,10 @@ class CompliancePolicySpec(ApiModel):
     unknown_tenant: UnknownTenantAction = UnknownTenantAction.DENY
     unknown_accelerator: UnknownAcceleratorAction = UnknownAcceleratorAction.ASSUME_MOST_CAPABLE
     exempt_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+    bandwidth_controls: list[BandwidthControl] | None = Field(
+        default=None,
+        description="License requirements that follow bandwidth; absent = the built-in list, [] = none",
+    )
 
 
 class AcceleratorProfileSpec(ApiModel):
@@ -112,6 +159,18 @@ class AcceleratorProfileSpec(ApiModel):
     performance_density: float | None = Field(default=None, ge=0)
     datacenter: bool = True
     mig_compute_slices: int | None = Field(default=None, ge=1)
+    memory_bandwidth_gbps: float | None = Field(
+        default=None,
+        alias="memoryBandwidthGBps",
+        gt=0,
+        description="Total DRAM GB/s; absent = unknown",
+    )
+    io_bandwidth_gbps: float | None = Field(
+        default=None,
+        alias="ioBandwidthGBps",
+        gt=0,
+        description="Off-chip I/O GB/s other than DRAM (chip-to-chip plus host); absent = unknown",
+    )
 
 
 class _Resource(WireModel):
