@@ -23,7 +23,7 @@ binaries:
 	bash hack/install-k8s-binaries.sh > $(VENV)/assets-path
 
 run: setup binaries
-	COMPUTEGATE_ASSETS=$$(cat $(VENV)/assets-path) $(VENV)/bin/computegate demo
+	COMPUTEGATE_ASSETS=$$(cat $(VENV)/assets-path) $(VENV)/bin/computegate demo --examples examples
 
 lint: setup
 	$(VENV)/bin/ruff check operator tests bench

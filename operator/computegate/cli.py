@@ -42,7 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.set_defaults(handler=_dev)
     dev_actions = dev.add_subparsers(dest="dev_action", required=True, metavar="ACTION")
     dev_up = dev_actions.add_parser("up", help="start it in the background, install the CRDs, seed --state")
-    dev_up.add_argument("--state", type=Path, help="folder of YAML objects to restore into the cluster")
+    dev_up.add_argument(
+        "--state",
+        type=Path,
+        help="folder of YAML objects to restore (default: examples/cluster when it exists here)",
+    )
+    dev_up.add_argument("--empty", action="store_true", help="seed nothing, not even the default examples")
     dev_down = dev_actions.add_parser("down", help="stop it; no process is left behind")
     for action in (dev_up, dev_down):
         action.add_argument("--data-dir", type=Path, help="default: ~/.cache/computegate/dev")
@@ -61,11 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--keep", action="store_true", help="leave the cluster running (stop: computegate dev down)"
     )
+    demo.add_argument(
+        "--examples",
+        type=Path,
+        default=Path("examples"),
+        help="the repository's examples folder (cluster/, rbac/, workloads/); default: ./examples",
+    )
     demo.set_defaults(handler=_demo)
     args = parser.parse_args(argv)
     handler = args.handler
     result: int = handler(args)
     return result
+
+
+# The repository's sample cluster: `dev up` in a clone seeds it unless told otherwise.
+_DEFAULT_DEV_STATE = Path("examples") / "cluster"
 
 
 def _print_crds(_: argparse.Namespace) -> int:
@@ -80,13 +95,16 @@ def _print_crds(_: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from computegate.devcluster import run_dev_command
 
-    return run_dev_command(args.dev_action, state_dir=getattr(args, "state", None), data_dir=args.data_dir)
+    state_dir: Path | None = getattr(args, "state", None)
+    if args.dev_action == "up" and state_dir is None and not args.empty and _DEFAULT_DEV_STATE.is_dir():
+        state_dir = _DEFAULT_DEV_STATE
+    return run_dev_command(args.dev_action, state_dir=state_dir, data_dir=args.data_dir)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from computegate.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    return run_demo(examples=args.examples, keep=args.keep)
 
 
 if __name__ == "__main__":

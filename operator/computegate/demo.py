@@ -1,6 +1,7 @@
 """``computegate demo`` (``make run``): the product working, as a kubectl user sees it.
 
-A local control plane (real etcd and kube-apiserver) with the sample state of ``data/demo``,
+A local control plane (real etcd and kube-apiserver) with the repository's ``examples/``
+(``cluster/`` as the state, ``rbac/`` for the tenants' users, ``workloads/`` to apply),
 the webhook operator started and registered by the same step as ``computegate dev up``, then
 kubectl, run as the tenants' own users (client certificates), applying sample workloads:
 
@@ -21,7 +22,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from importlib import resources
 from pathlib import Path
 
 from computegate.devcluster import (
@@ -38,20 +38,14 @@ from computegate.devcluster import (
 _ANNOTATION_PREFIX = "computegate.io/"
 
 
-def _data(name: str) -> str:
-    return (resources.files("computegate") / "data" / "demo" / name).read_text(encoding="utf-8")
-
-
 class _Demo:
-    def __init__(self, session: DevSession, work: Path) -> None:
+    def __init__(self, session: DevSession, workloads: Path) -> None:
         self.session = session
         self.plane = session.control_plane
-        self.work = work
+        self.workloads = workloads
 
     def file(self, name: str) -> Path:
-        path = self.work / name
-        path.write_text(_data(name), encoding="utf-8")
-        return path
+        return self.workloads / name
 
     def kubectl(self, *args: str, user: Path | None = None) -> subprocess.CompletedProcess[str]:
         return self.plane.kubectl(*args, kubeconfig=user, check=False)
@@ -97,12 +91,20 @@ class _Demo:
         raise ControlPlaneError("the operator did not pick up the Audit policy within 30s")
 
 
-def run_demo(*, keep: bool = False) -> int:
+def run_demo(*, examples: Path, keep: bool = False) -> int:
+    missing = [
+        str(examples / part) for part in ("cluster", "rbac", "workloads") if not (examples / part).is_dir()
+    ]
+    if missing:
+        print(
+            f"computegate demo: no examples at {', '.join(missing)}: run it from a clone of the repository"
+            " (`make run`), or pass --examples DIR",
+            file=sys.stderr,
+        )
+        return 2
     work = Path(tempfile.mkdtemp(prefix="computegate-demo-"))
     data_dir = work / "cluster"
-    state = work / "state"
-    state.mkdir()
-    (state / "state.yaml").write_text(_data("state.yaml"), encoding="utf-8")
+    state = examples / "cluster"
     started = time.monotonic()
     print("Starting a local Kubernetes control plane (etcd + kube-apiserver), seeding the demo state,")
     print("and starting the ComputeGate webhook operator...", flush=True)
@@ -118,16 +120,13 @@ def run_demo(*, keep: bool = False) -> int:
         dev_down(data_dir=data_dir, log=lambda message: None)
         return 1
     try:
-        demo = _Demo(session, work)
-        rbac = work / "rbac"
-        rbac.mkdir()
-        (rbac / "rbac.yaml").write_text(_data("rbac.yaml"), encoding="utf-8")
-        seed(session.http, rbac, install_computegate_crds=False)
+        demo = _Demo(session, examples / "workloads")
+        seed(session.http, examples / "rbac", install_computegate_crds=False)
         alice = demo.plane.mint_user("alice@globex", ["tenants"])
         bob = demo.plane.mint_user("bob@initech", ["tenants"])
         print(f"Ready in {time.monotonic() - started:.1f}s.")
         print("Tenants: globex (Saudi Arabia, licensed for 2 x H100), initech (Singapore, parent in China,")
-        print("no license). Nodes: 8 x H100, 4 x L4.")
+        print("no license), northwind (Singapore, parent in the US). Nodes: 8 x H100, 8 x A100, 4 x L4.")
 
         demo.say("1. A licensed workload is admitted and stamped with the decision")
         demo.apply_as("alice@globex", alice, "pod-licensed.yaml")

@@ -37,10 +37,7 @@ pytestmark = pytest.mark.e2e
 
 ClientFactory = Callable[[str, Sequence[str]], Any]  # the kube_client_for fixture
 
-# shared/ sits beside the repository, for developers and CI alike.
-EXAMPLES = Path(
-    os.environ.get("COMPUTEGATE_EXAMPLES") or Path(__file__).resolve().parents[3] / "shared" / "examples"
-)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "cluster"
 
 LICENSE_SPEC: dict[str, Any] = {
     "tenant": "northwind",
@@ -500,9 +497,16 @@ def test_dev_up_seeds_the_examples_for_kubectl_and_dev_down_leaves_no_process(tm
             timeout=60,
             check=True,
         )
+        seeded = [
+            document
+            for path in sorted(EXAMPLES.glob("*.yaml"))
+            for document in yaml.safe_load_all(path.read_text())
+            if document
+        ]
         assert listed.stdout.split() == [
-            f"tenant.{GROUP}/northwind",
-            f"exportlicense.{GROUP}/northwind-2026",
+            f"{kind.lower()}.{GROUP}/{name}"
+            for kind in ("Tenant", "ExportLicense")
+            for name in sorted(d["metadata"]["name"] for d in seeded if d["kind"] == kind)
         ]
 
         again = _computegate("dev", "up", "--state", str(EXAMPLES), "--data-dir", str(data_dir), env=env)

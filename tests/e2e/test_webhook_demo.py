@@ -12,6 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 
 def _children_named(word: str) -> list[str]:
     found = []
@@ -29,7 +31,10 @@ def _children_named(word: str) -> list[str]:
 def test_the_demo_shows_accept_reject_annotate_and_warn_and_stops_everything() -> None:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "computegate", "demo"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "computegate", "demo", "--examples", str(EXAMPLES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from computegate import cli
+from computegate.catalog import builtin_catalog
 
-# shared/ sits beside the repository, for developers and CI alike.
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The console script beside the interpreter running the tests (.venv/bin/computegate), else the repo's.
 EXECUTABLE = next(
     (
@@ -339,15 +339,14 @@ def test_a_manifest_may_carry_state_objects_beside_its_workloads(
     assert json.loads(lines[0])["accelerators"] == 2
 
 
-# ----- the shared examples -----
+# ----- the repository's examples -----
 
 
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="the shared examples are not mounted")
 @pytest.mark.parametrize("runner", ["subprocess", "in-process"])
-def test_the_shared_example_gives_the_verdict_design_predicts(
+def test_the_example_gives_the_verdict_design_predicts(
     runner: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--state", str(EXAMPLES), AT, str(EXAMPLES / "gpu-pod.yaml")]
+    args = ["--state", str(EXAMPLES / "cluster"), AT, str(EXAMPLES / "workloads" / "pod-a100.yaml")]
     code, lines, err = run_subprocess(*args) if runner == "subprocess" else run_in_process(capsys, *args)
     assert (code, err) == (0, "")
     (line,) = lines
@@ -356,12 +355,12 @@ def test_the_shared_example_gives_the_verdict_design_predicts(
     assert record["kind"] == "Pod"
     assert (record["namespace"], record["name"]) == ("northwind-train", "trainer-0")
     assert record["allowed"] is True
-    assert record["code"] == "JurisdictionAllowed"  # SG, parent US: no rule of the example policy matches
+    assert record["code"] == "JurisdictionAllowed"  # SG, parent US: no built-in rule requires a license
     assert record["tenant"] == "northwind"
     assert record["jurisdiction"] == "SG"
     assert record["accelerators"] == 4
-    assert record["tpp"] == 19968  # 4 x A100 (4992)
-    assert record["controlledTpp"] == 19968
+    assert record["tpp"] == 4 * builtin_catalog().profiles["nvidia-a100-sxm4-80gb"].tpp
+    assert record["controlledTpp"] == record["tpp"]
     assert record["license"] is None
 
 
@@ -559,3 +558,31 @@ def test_no_verdict_is_printed_when_any_input_is_bad(
     )
     code, lines, err = run_in_process(capsys, "--state", str(state_dir), AT, str(manifest))
     assert_one_line_error(code, lines, err, manifest, ["document 2"])
+
+
+def _examples_table() -> list[tuple[str, str, bool]]:
+    """(file, code, allowed) for each row of examples/README.md whose expectation names a code."""
+    rows = []
+    for line in (EXAMPLES / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[2].count("`") == 2:
+            code = cells[2].split("`")[1]
+            rows.append((cells[0].strip("`"), code, cells[2].startswith("admitted")))
+    return rows
+
+
+@pytest.mark.parametrize(("workload", "code", "allowed"), _examples_table())
+def test_each_example_workload_gets_the_verdict_its_readme_promises(
+    workload: str, code: str, allowed: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, lines, err = run_in_process(
+        capsys, "--state", str(EXAMPLES / "cluster"), AT, str(EXAMPLES / "workloads" / workload)
+    )
+    assert err == ""
+    (record,) = (json.loads(line) for line in lines)
+    assert (record["code"], record["allowed"]) == (code, allowed)
+
+
+def test_the_examples_readme_lists_every_example_workload() -> None:
+    listed = {row[0] for row in _examples_table()} | {"pod-audit.yaml"}  # Audit needs the policy switched
+    assert listed == {path.name for path in (EXAMPLES / "workloads").glob("*.yaml")}
