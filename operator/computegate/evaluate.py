@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from computegate.catalog import builtin_catalog
 from computegate.engine import ClusterState, Verdict, decide
-from computegate.engine.state import LICENSE_ANNOTATION, StateObject
+from computegate.engine.state import StateObject
 from computegate.models.base import Timestamp
 from computegate.models.kube import Pod, Workload
 from computegate.statefiles import (
@@ -24,6 +24,7 @@ from computegate.statefiles import (
     parse_workload,
     read_documents,
 )
+from computegate.vocabulary import LICENSE_ANNOTATION
 
 EXIT_ADMITTED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from computegate.engine.state import Catalog, ClusterState, StateObject
 from computegate.models import kube, resources
+from computegate.vocabulary import CONTROLLERS
 
 STATE_KINDS: dict[str, type[BaseModel]] = {
     "Tenant": resources.Tenant,
@@ -29,7 +30,7 @@ STATE_KINDS: dict[str, type[BaseModel]] = {
     "ResourceClaimTemplate": kube.ResourceClaimTemplate,
     "DeviceClass": kube.DeviceClass,
 }
-CONTROLLER_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"})
+CONTROLLER_KINDS = frozenset(controller.kind for controller in CONTROLLERS)
 _YAML_SUFFIXES = {".yaml", ".yml", ".json"}
 
 

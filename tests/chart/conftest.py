@@ -8,7 +8,6 @@ A missing binary fails these tests; it never skips them.
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -160,37 +159,3 @@ def one(documents: Sequence[dict[str, Any]], kind: str, name: str | None = None)
     found = [doc for doc in by_kind(documents, kind) if name is None or doc["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
-
-
-def token_kubeconfig(
-    plane: ControlPlane, admin_api: Any, *, namespace: str, service_account: str, path: Path
-) -> Path:
-    """A kubeconfig that authenticates as a ServiceAccount with a token minted by TokenRequest."""
-    from kubernetes import client
-
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-    )
-    response = client.CoreV1Api(admin_api).create_namespaced_service_account_token(
-        service_account, namespace, request
-    )
-    token = response.status.token
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "plane",
-                "cluster": {
-                    "server": plane.url,
-                    "certificate-authority-data": base64.b64encode(plane.ca_pem).decode("ascii"),
-                },
-            }
-        ],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "plane", "user": service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path

@@ -29,8 +29,8 @@ from tests.chart.conftest import (
     Tools,
     _start_plane,
     _tools,
-    token_kubeconfig,
 )
+from tests.identities import token_kubeconfig
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,8 @@ from kubernetes.client.exceptions import ApiException
 from computegate.devcluster import ControlPlane
 from computegate.webhook import selftls
 from computegate.webhook.configuration import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION
-from tests.chart.conftest import NAMESPACE, RELEASE, Release, token_kubeconfig
+from tests.chart.conftest import NAMESPACE, RELEASE, Release
+from tests.identities import token_kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +178,40 @@ def test_operator_service_account_records_events_in_tenant_namespaces(
         ),
     )
     assert event.metadata.name.startswith("computegate-")
+
+
+def test_operator_service_account_reads_the_controller_a_scale_request_names(
+    operator_kubeconfig: Path, admin: Any, license_objects: str
+) -> None:
+    import asyncio
+
+    from computegate.webhook.kube import Kube
+
+    apps = client.AppsV1Api(admin)
+    template = {
+        "metadata": {"labels": {"app": "scaled"}},
+        "spec": {"containers": [{"name": "main", "image": "registry.example/serve:1"}]},
+    }
+    for kind, create in (
+        ("deployments", apps.create_namespaced_deployment),
+        ("replicasets", apps.create_namespaced_replica_set),
+        ("statefulsets", apps.create_namespaced_stateful_set),
+    ):
+        spec: dict[str, Any] = {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "scaled"}},
+            "template": template,
+        }
+        if kind == "statefulsets":
+            spec["serviceName"] = "scaled"
+        create(TENANT_NAMESPACE, {"metadata": {"name": f"scaled-{kind}"}, "spec": spec})
+    kube = Kube.connect(operator_kubeconfig)
+    try:
+        for kind in ("deployments", "replicasets", "statefulsets"):
+            read = asyncio.run(kube.read_controller(kind, TENANT_NAMESPACE, f"scaled-{kind}"))
+            assert read is not None and read["metadata"]["name"] == f"scaled-{kind}"
+    finally:
+        kube.close()
 
 
 def test_operator_service_account_runs_the_self_managed_tls_code_itself(

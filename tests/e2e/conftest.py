@@ -23,7 +23,21 @@ from computegate.devcluster import (
 )
 
 E2E_DIR = Path(__file__).parent
+# The chart's ServiceAccount, as `helm install computegate -n computegate-system` names it: the
+# webhook operator of these tests runs as it, and the API server's audit log records its calls.
+OPERATOR_NAMESPACE = "computegate-system"
+OPERATOR_SERVICE_ACCOUNT = "computegate"
+AUDIT_POLICY = f"""
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:{OPERATOR_NAMESPACE}"]
+  - level: None
+"""
 _PLANE = pytest.StashKey[ControlPlane]()
+AUDIT_LOG = pytest.StashKey[Path]()
 
 ClientFactory = Callable[[str, Sequence[str]], Any]
 
@@ -60,14 +74,31 @@ def control_plane(
         binaries = find_binaries()
     except BinariesNotFound as error:
         pytest.fail(f"end-to-end tests need the real control-plane binaries: {error}", pytrace=False)
+    audit = tmp_path_factory.mktemp("audit")
+    (audit / "policy.yaml").write_text(AUDIT_POLICY)
+    audit_args = [
+        f"--audit-policy-file={audit / 'policy.yaml'}",
+        f"--audit-log-path={audit / 'audit.log'}",
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+    ]
     try:
-        plane = ControlPlane.start(tmp_path_factory.mktemp("control-plane"), binaries=binaries)
+        plane = ControlPlane.start(
+            tmp_path_factory.mktemp("control-plane"), binaries=binaries, extra_apiserver_args=audit_args
+        )
     except ControlPlaneError as error:
         pytest.fail(f"the control plane did not start: {error}", pytrace=False)
     request.config.stash[_PLANE] = plane
+    request.config.stash[AUDIT_LOG] = audit / "audit.log"
     yield plane
     plane.stop()
     del request.config.stash[_PLANE]
+
+
+@pytest.fixture(scope="session")
+def audit_log(request: pytest.FixtureRequest, control_plane: ControlPlane) -> Path:
+    """The API server's audit log: one JSON line per request of the operator's ServiceAccount."""
+    return request.config.stash[AUDIT_LOG]
 
 
 @pytest.fixture(scope="session")

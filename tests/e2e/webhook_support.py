@@ -1,9 +1,12 @@
 """Fixtures and helpers of the webhook's end-to-end tests (imported by ``test_webhook_*.py``).
 
-One webhook operator per test session, a real process (``python -m computegate webhook
---register``) against the session's control plane, so every request goes API server →
-webhook configuration (matchConditions, namespaceSelector) → HTTPS → Kopf → our handlers.
-Tests make their own tenants and namespaces (unique names) and pin pods to the nodes below.
+One webhook operator per test session, a real process (``python -m computegate webhook``)
+against the session's control plane, so every request goes API server → webhook configuration
+(matchConditions, namespaceSelector) → HTTPS → Kopf → our handlers. The operator runs as the
+chart's ServiceAccount with the chart's own RBAC (rendered by ``helm template``) and a token
+from TokenRequest, as in a real install; the admin registers the webhook configurations, as
+``helm install`` does. Tests make their own tenants and namespaces (unique names) and pin pods
+to the nodes below.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ import yaml
 from computegate.devcluster import ControlPlane, ManagedProcess
 from computegate.devcluster._process import tail
 from computegate.devcluster._webhook import _free_ports
+from computegate.webhook.certs import ensure_serving_files
+from computegate.webhook.operator import configurations
+from computegate.webhook.options import Options
+from tests.e2e.conftest import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+from tests.identities import token_kubeconfig
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "computegate"
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 T4 = "Tesla-T4"
@@ -220,14 +230,42 @@ def deployment(
     )
 
 
+def chart_rbac(plane: ControlPlane) -> list[dict[str, Any]]:
+    """The chart's ServiceAccount, roles and bindings for release ``computegate``, as rendered."""
+    assert plane.binaries.helm is not None, "the e2e tests need helm to render the chart's RBAC"
+    rendered = subprocess.run(
+        [
+            *(str(plane.binaries.helm), "template", OPERATOR_SERVICE_ACCOUNT, str(CHART)),
+            *("--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/rbac.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [document for document in yaml.safe_load_all(rendered) if document]
+
+
 class Operator:
     """The webhook operator process: started once per session, stoppable for the outage test."""
 
-    def __init__(self, plane: ControlPlane, work: Path) -> None:
+    def __init__(self, plane: ControlPlane, work: Path, *, kubeconfig: Path) -> None:
         self.plane = plane
         self.work = work
+        self.kubeconfig = kubeconfig  # the chart's ServiceAccount
         self.port, self.health_port = _free_ports(2)
         self.process: ManagedProcess | None = None
+        self._register()
+
+    def _register(self) -> None:
+        """As the admin, what `helm install` does: both webhook configurations, with our CA."""
+        options = Options(port=self.port, cert_dir=self.work / "certs")
+        ensure_serving_files(options.cert_dir, hosts=["127.0.0.1", "localhost"])
+        for body in configurations(options):
+            result = self.plane.kubectl(
+                "apply", "--server-side", "--force-conflicts", "-f", "-", check=False, stdin=json.dumps(body)
+            )
+            assert result.returncode == 0, result.stderr
 
     @property
     def log_path(self) -> Path:
@@ -239,8 +277,7 @@ class Operator:
             "-m",
             "computegate",
             "webhook",
-            f"--kubeconfig={self.plane.kubeconfig_path}",
-            "--register",
+            f"--kubeconfig={self.kubeconfig}",
             "--port",
             str(self.port),
             "--health-port",
@@ -299,9 +336,27 @@ def cluster_fixture(control_plane: ControlPlane, computegate_crds: list[str]) ->
     return cluster
 
 
+@pytest.fixture(scope="session", name="operator_kubeconfig")
+def operator_kubeconfig_fixture(
+    cluster: Cluster, kube_admin: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A kubeconfig of the chart's ServiceAccount, bound by the chart's own roles."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+    cluster.apply(yaml.safe_dump_all([namespace, *chart_rbac(cluster.plane)]))
+    return token_kubeconfig(
+        cluster.plane,
+        kube_admin,
+        namespace=OPERATOR_NAMESPACE,
+        service_account=OPERATOR_SERVICE_ACCOUNT,
+        path=tmp_path_factory.mktemp("operator-identity") / "kubeconfig",
+    )
+
+
 @pytest.fixture(scope="session", name="operator")
-def operator_fixture(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    running = Operator(cluster.plane, tmp_path_factory.mktemp("webhook"))
+def operator_fixture(
+    cluster: Cluster, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    running = Operator(cluster.plane, tmp_path_factory.mktemp("webhook"), kubeconfig=operator_kubeconfig)
     running.start()
     yield running
     running.stop()

@@ -1,15 +1,13 @@
-"""The webhook's HTTPS server, in process, with Kopf's admission engine and our handlers.
+"""The webhook's HTTPS server, in process, with the operator's runtime behind it.
 
-No API server: Kopf's resource discovery is replaced by the list of resources our handlers
-serve, and the Kubernetes calls (Events) go to a recorder. Everything between the socket and
-the engine is the production code.
+No API server: the Kubernetes calls (Events, reading a controller) go to a recorder.
+Everything between the socket and the engine is the production code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import io
 import ssl
 from collections.abc import AsyncIterator
@@ -18,22 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kopf
 import pytest
 import yaml
-from kopf._cogs.structs import references  # no public API builds these
-from kopf._core.engines import admission
-from kopf._core.reactor import inventory
 
 from computegate.catalog import builtin_catalog
 from computegate.engine import ClusterState
 from computegate.statefiles import Document, parse_state_object
 from computegate.webhook.certs import generate_serving_files
-from computegate.webhook.handlers import REGISTRY
+from computegate.webhook.configuration import WEBHOOK_PATHS
 from computegate.webhook.observe import Metrics, configure_decision_log
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
-from computegate.webhook.server import ReloadingWebhookServer
+from computegate.webhook.server import WebhookServer
 
 STATE = """
 apiVersion: v1
@@ -51,20 +45,6 @@ kind: Tenant
 metadata: {name: globex}
 spec: {jurisdiction: SA, kyc: {status: Verified}, namespaces: [globex]}
 """
-
-_RESOURCES = [
-    references.Resource("", "v1", "pods", kind="Pod", namespaced=True),
-    references.Resource(
-        "apps", "v1", "deployments", kind="Deployment", namespaced=True, subresources=frozenset({"scale"})
-    ),
-    references.Resource("apps", "v1", "replicasets", kind="ReplicaSet", namespaced=True),
-    references.Resource("apps", "v1", "statefulsets", kind="StatefulSet", namespaced=True),
-    references.Resource("apps", "v1", "daemonsets", kind="DaemonSet", namespaced=True),
-    references.Resource("batch", "v1", "jobs", kind="Job", namespaced=True),
-    references.Resource("batch", "v1", "cronjobs", kind="CronJob", namespaced=True),
-    references.Resource("", "v1", "namespaces", kind="Namespace", namespaced=False),
-    references.Resource("resource.k8s.io", "v1", "resourceclaims", kind="ResourceClaim", namespaced=True),
-]
 
 
 @dataclass
@@ -86,7 +66,7 @@ class Webhook:
     session: aiohttp.ClientSession
     runtime: Runtime
     kube: RecordingKube
-    server: ReloadingWebhookServer
+    server: WebhookServer
     cert_dir: Path
 
     async def post(self, path: str, body: bytes | str | dict[str, Any]) -> tuple[int, Any]:
@@ -114,7 +94,9 @@ def state_from(text: str) -> ClusterState:
 @pytest.fixture
 async def webhook(tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[Webhook]:
     files = generate_serving_files(tmp_path / "certs", ["127.0.0.1"])
-    server = ReloadingWebhookServer(files=files, addr="127.0.0.1", port=unused_tcp_port, reload_interval=0.1)
+    server = WebhookServer(
+        files=files, paths=WEBHOOK_PATHS, addr="127.0.0.1", port=unused_tcp_port, reload_interval=0.1
+    )
     state = state_from(STATE)
     kube = RecordingKube()
     runtime = Runtime(
@@ -126,19 +108,7 @@ async def webhook(tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[Webhook
         server=server,
     )
     runtime.synced.set()
-    insights = references.Insights()
-    insights.webhook_resources.update(_RESOURCES)
-    fn = functools.partial(
-        admission.serve_admission_request,
-        settings=kopf.OperatorSettings(),
-        registry=REGISTRY,
-        insights=insights,
-        memories=inventory.ResourceMemories(),
-        memobase=kopf.Memo(runtime=runtime),
-        indices={},
-    )
-    # As Kopf does: keep pulling client configs, which is what runs the certificate reloads.
-    serving = asyncio.ensure_future(_drain(server(fn)))
+    serving = asyncio.ensure_future(server.serve(runtime.admit))
     await asyncio.wait_for(server.listening.wait(), timeout=10)
     context = ssl.create_default_context(cafile=str(files.ca))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
@@ -148,8 +118,3 @@ async def webhook(tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[Webhook
     serving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await serving
-
-
-async def _drain(configs: AsyncIterator[Any]) -> None:
-    async for _ in configs:
-        pass

@@ -24,6 +24,7 @@ from computegate.webhook.server import MAX_BODY_BYTES
 from tests.wire.conftest import Webhook
 
 _RESOURCES = {
+    "CronJob": ("batch", "cronjobs"),
     "Pod": ("", "pods"),
     "Deployment": ("apps", "deployments"),
     "Namespace": ("", "namespaces"),
@@ -337,3 +338,44 @@ async def test_a_changed_certificate_is_served_without_a_restart(webhook: Webhoo
         session.post(url, json=review(gpu_pod("northwind"))) as response,
     ):
         assert response.status == 200
+
+
+async def _mutated(webhook: Webhook, obj: dict[str, Any]) -> dict[str, Any]:
+    status, body = await webhook.post(MUTATE_WORKLOADS, review(obj))
+    assert status == 200, body
+    response = AdmissionReviewResponse.model_validate(body).response
+    assert response.allowed and response.patch_type == "JSONPatch" and response.patch is not None
+    operations = json.loads(base64.b64decode(response.patch))
+    result: dict[str, Any] = jsonpatch.JsonPatch(operations).apply(obj)
+    return result
+
+
+@pytest.mark.parametrize("has_annotations", [True, False], ids=["annotated", "bare"])
+async def test_the_mutating_patch_stamps_a_pod_and_drops_forged_stamps(
+    webhook: Webhook, has_annotations: bool
+) -> None:
+    pod = gpu_pod("northwind")
+    if has_annotations:
+        pod["metadata"]["annotations"] = {"computegate.io/license": "forged", "team/a~b": "kept"}
+    mutated = await _mutated(webhook, pod)
+    annotations = mutated["metadata"]["annotations"]
+    assert annotations["computegate.io/code"] == "JurisdictionAllowed"
+    assert "computegate.io/license" not in annotations  # no license admitted it
+    assert annotations.get("team/a~b") == ("kept" if has_annotations else None)
+
+
+async def test_the_mutating_patch_strips_forged_stamps_from_a_cronjobs_pod_template(webhook: Webhook) -> None:
+    template = {
+        "metadata": {"annotations": {"computegate.io/decision": "Admitted", "keep": "me"}},
+        "spec": gpu_pod("northwind")["spec"],
+    }
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "northwind"},
+        "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}},
+    }
+    mutated = await _mutated(webhook, cronjob)
+    inner = mutated["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+    assert inner == {"keep": "me"}
+    assert mutated["metadata"]["annotations"]["computegate.io/decision"] == "Admitted"

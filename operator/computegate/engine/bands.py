@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-Band = Literal["3A090.a", "3A090.b"]
+from computegate.vocabulary import Band
 
 TPP_A = 4800.0
 TPP_FLOOR = 1600.0

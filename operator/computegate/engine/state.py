@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from computegate.engine.bands import Band, eccn_band
+from computegate.engine.bands import eccn_band
 from computegate.engine.policy import EffectivePolicy
 from computegate.models.kube import (
     DeviceClass,
@@ -30,9 +30,8 @@ from computegate.models.resources import (
     PolicyRule,
     Tenant,
 )
+from computegate.vocabulary import LICENSE_ANNOTATION, TENANT_LABEL, Band
 
-TENANT_LABEL = "computegate.io/tenant"
-LICENSE_ANNOTATION = "computegate.io/license"
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 # GPU Feature Discovery appends these to gpu.product for time-slicing and MIG single strategy.

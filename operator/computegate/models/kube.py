@@ -8,6 +8,7 @@ from pydantic import Field
 
 from computegate.models.base import WireModel
 from computegate.models.quantity import Quantity
+from computegate.vocabulary import WORKLOADS
 
 
 class ObjectMeta(WireModel):
@@ -113,9 +114,7 @@ class ControllerSpec(WireModel):
 
 
 WorkloadKind = Literal["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"]
-WORKLOAD_KINDS: frozenset[str] = frozenset(
-    {"Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"}
-)
+WORKLOAD_KINDS: frozenset[str] = frozenset(workload.kind for workload in WORKLOADS)
 
 
 class Controller(WireModel):

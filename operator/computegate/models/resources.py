@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from computegate.models.base import ApiModel, CountryCode, Timestamp, WireModel
 from computegate.models.kube import ObjectMeta
+from computegate.vocabulary import BANDS, Band
 
 GROUP = "computegate.io"
 VERSION = "v1alpha1"
@@ -46,11 +47,8 @@ class UnknownAcceleratorAction(StrEnum):
     DENY = "Deny"
 
 
-Band = Literal["3A090.a", "3A090.b"]
-
-
 def _all_bands() -> list[Band]:
-    return ["3A090.a", "3A090.b"]
+    return list(BANDS)
 
 
 class Kyc(ApiModel):

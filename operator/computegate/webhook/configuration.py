@@ -17,37 +17,41 @@ from collections.abc import Iterable
 from typing import Any
 
 from computegate.engine.footprint import ACCELERATOR_NAMES, ACCELERATOR_PREFIXES
-from computegate.engine.state import TENANT_LABEL
+from computegate.vocabulary import ADMISSION_OPERATIONS, SCALABLE, TENANT_LABEL, WORKLOADS
 
 VALIDATING_CONFIGURATION = "computegate-validating"
 MUTATING_CONFIGURATION = "computegate-mutating"
 TIMEOUT_SECONDS = 5
 
-# Handler ids double as the URL paths the webhook server routes on.
+# The URL path of each webhook: the server routes on it.
 VALIDATE_WORKLOADS = "validate-workloads"
 VALIDATE_SCALE = "validate-scale"
 VALIDATE_RESOURCE_CLAIMS = "validate-resourceclaims"
 VALIDATE_NAMESPACES = "validate-namespaces"
 MUTATE_WORKLOADS = "mutate-workloads"
+WEBHOOK_PATHS = (
+    VALIDATE_WORKLOADS,
+    VALIDATE_SCALE,
+    VALIDATE_RESOURCE_CLAIMS,
+    VALIDATE_NAMESPACES,
+    MUTATE_WORKLOADS,
+)
 
 
-_CREATE_UPDATE = ["CREATE", "UPDATE"]
-_WORKLOAD_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},
-    {
-        "apiGroups": ["apps"],
-        "apiVersions": ["v1"],
-        "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
-    },
-    {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs", "cronjobs"]},
-]
-_SCALE_RULES: list[dict[str, Any]] = [
-    {
-        "apiGroups": ["apps"],
-        "apiVersions": ["v1"],
-        "resources": ["deployments/scale", "replicasets/scale", "statefulsets/scale"],
-    },
-]
+def _rules(resources: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """One rule per (group, version), in the order first seen, from (group, version, resource)."""
+    by_api: dict[tuple[str, str], list[str]] = {}
+    for group, version, resource in resources:
+        by_api.setdefault((group, version), []).append(resource)
+    return [
+        {"apiGroups": [group], "apiVersions": [version], "resources": plurals}
+        for (group, version), plurals in by_api.items()
+    ]
+
+
+_CREATE_UPDATE = list(ADMISSION_OPERATIONS)
+_WORKLOAD_RULES = _rules((w.group, w.version, w.plural) for w in WORKLOADS)
+_SCALE_RULES = _rules((w.group, w.version, f"{w.plural}/scale") for w in SCALABLE)
 _CLAIM_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["resource.k8s.io"], "apiVersions": ["*"], "resources": ["resourceclaims"]},
 ]

@@ -1,38 +1,20 @@
 """Kopf handlers: they only register, and hand every call to the ``Runtime`` in ``memo.runtime``.
 
-Handler ids equal the URL paths of ``configuration`` (the server routes ``/<id>`` to them), so
-the configuration we register and the handlers cannot drift apart.
+Kopf is the operator here: it lists and watches what decisions are made from. Admission is
+served by our own server (``runtime.admit``), not by Kopf's admission machinery.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import kopf
-
-from computegate.webhook.configuration import (
-    MUTATE_WORKLOADS,
-    VALIDATE_NAMESPACES,
-    VALIDATE_RESOURCE_CLAIMS,
-    VALIDATE_SCALE,
-    VALIDATE_WORKLOADS,
-)
 
 if TYPE_CHECKING:
     from computegate.webhook.runtime import Runtime
 
 REGISTRY = kopf.OperatorRegistry()
 
-WORKLOADS = (
-    ("", "pods"),
-    ("apps", "deployments"),
-    ("apps", "replicasets"),
-    ("apps", "statefulsets"),
-    ("apps", "daemonsets"),
-    ("batch", "jobs"),
-    ("batch", "cronjobs"),
-)
-SCALABLE = (("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"))
 # What the ClusterState is made of: (group, version or None for the preferred one, plural, kind).
 WATCHED = (
     ("computegate.io", "v1alpha1", "tenants", "Tenant"),
@@ -46,7 +28,6 @@ WATCHED = (
     ("resource.k8s.io", None, "resourceclaimtemplates", "ResourceClaimTemplate"),
     ("resource.k8s.io", None, "deviceclasses", "DeviceClass"),
 )
-_OPERATIONS: tuple[Literal["CREATE", "UPDATE"], ...] = ("CREATE", "UPDATE")
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -62,26 +43,6 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.startup(registry=REGISTRY)
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     _runtime(memo).configure(settings)
-
-
-async def validate_workload(memo: Any, **kwargs: Any) -> None:
-    await _runtime(memo).validate(VALIDATE_WORKLOADS, kwargs)
-
-
-async def mutate_workload(memo: Any, **kwargs: Any) -> None:
-    await _runtime(memo).mutate(MUTATE_WORKLOADS, kwargs)
-
-
-async def validate_scale(memo: Any, **kwargs: Any) -> None:
-    await _runtime(memo).validate(VALIDATE_SCALE, kwargs)
-
-
-async def validate_claim(memo: Any, **kwargs: Any) -> None:
-    await _runtime(memo).validate(VALIDATE_RESOURCE_CLAIMS, kwargs)
-
-
-async def validate_namespace(memo: Any, **kwargs: Any) -> None:
-    await _runtime(memo).validate(VALIDATE_NAMESPACES, kwargs)
 
 
 def _index(kind: str) -> Any:
@@ -100,33 +61,6 @@ def _event(kind: str) -> Any:
     return event
 
 
-for _group, _plural in WORKLOADS:
-    kopf.on.validate(_group, "v1", _plural, id=VALIDATE_WORKLOADS, operations=_OPERATIONS, registry=REGISTRY)(
-        validate_workload
-    )
-    kopf.on.mutate(_group, "v1", _plural, id=MUTATE_WORKLOADS, operations=_OPERATIONS, registry=REGISTRY)(
-        mutate_workload
-    )
-for _group, _plural in SCALABLE:
-    kopf.on.validate(
-        _group,
-        "v1",
-        _plural,
-        subresource="scale",
-        id=VALIDATE_SCALE,
-        operations=_OPERATIONS,
-        registry=REGISTRY,
-    )(validate_scale)
-kopf.on.validate(
-    "resource.k8s.io",
-    "resourceclaims",
-    id=VALIDATE_RESOURCE_CLAIMS,
-    operations=_OPERATIONS,
-    registry=REGISTRY,
-)(validate_claim)
-kopf.on.validate("", "v1", "namespaces", id=VALIDATE_NAMESPACES, operations=_OPERATIONS, registry=REGISTRY)(
-    validate_namespace
-)
 # An index per watched kind: Kopf holds every other handler until all of them have listed
 # their objects, which is what makes readiness mean "the state is complete".
 for _group, _version, _plural, _kind in WATCHED:

@@ -5,8 +5,9 @@
    while the watches list.
 3. Background work: ExportLicense status, our own webhook configurations (``--register``),
    and the self-managed certificate (``--tls-self-managed``).
-4. Kopf runs standalone (no peering: every replica keeps watching and answering) with the
-   handlers of ``handlers.REGISTRY`` until SIGTERM/SIGINT or the ``stop`` event.
+4. The admission server (``server.WebhookServer``) answers reviews through ``runtime.admit``.
+5. Kopf runs standalone (no peering: every replica keeps watching) with the watches of
+   ``handlers.REGISTRY`` until SIGTERM/SIGINT or the ``stop`` event.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from computegate.webhook.observe import Metrics, configure_decision_log
 from computegate.webhook.options import Options
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
-from computegate.webhook.server import ReloadingWebhookServer
+from computegate.webhook.server import WebhookServer
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ def build_runtime(options: Options, *, ca_changed: asyncio.Event) -> Runtime:
     if not options.tls_self_managed:
         ensure_serving_files(options.cert_dir, hosts=_hosts(options))
     state = ClusterState(builtin_catalog())
-    server = ReloadingWebhookServer(
+    server = WebhookServer(
         files=files,
+        paths=configuration.WEBHOOK_PATHS,
         addr=options.addr,
         port=options.port,
-        host=options.host,
         reload_interval=options.reload_interval,
         on_reload=lambda _: ca_changed.set(),
     )
@@ -113,6 +114,14 @@ async def self_managed_tls(options: Options, stop: asyncio.Event) -> None:
     )
 
 
+async def serve_admission(runtime: Runtime, options: Options, stop: asyncio.Event) -> None:
+    if options.tls_self_managed:
+        # The server needs the files the Secret provides; they appear on the disk only.
+        while not ServingFiles.in_dir(options.cert_dir).exist() and not stop.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+    await runtime.server.serve(runtime.admit)
+
+
 async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     ca_changed = asyncio.Event()
@@ -133,10 +142,7 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
         logger.info("Health, readiness and metrics on http://%s:%d", options.health_addr, health_port)
         tasks = [asyncio.ensure_future(work) for work in background]
         try:
-            if options.tls_self_managed:
-                # The server needs the files the Secret provides; they appear on the disk only.
-                while not ServingFiles.in_dir(options.cert_dir).exist() and not stop.is_set():  # noqa: ASYNC110
-                    await asyncio.sleep(0.5)
+            tasks.append(asyncio.ensure_future(serve_admission(runtime, options, stop)))
             await kopf.operator(
                 registry=REGISTRY,
                 standalone=True,

@@ -17,21 +17,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from computegate.engine import ClusterState, Code, Verdict, decide, decide_update
-from computegate.engine.state import LICENSE_ANNOTATION, TENANT_LABEL
 from computegate.models.kube import Controller, Pod, ResourceClaim, Workload
 from computegate.statefiles import describe_validation_error
-
-DECISION_ANNOTATION = "computegate.io/decision"
-CODE_ANNOTATION = "computegate.io/code"
-TPP_ANNOTATION = "computegate.io/tpp"
-DECISION_ID_ANNOTATION = "computegate.io/decision-id"
-PROTECTED_ANNOTATIONS = (
-    DECISION_ANNOTATION,
+from computegate.vocabulary import (
     CODE_ANNOTATION,
-    TPP_ANNOTATION,
-    LICENSE_ANNOTATION,
+    DECISION_ANNOTATION,
     DECISION_ID_ANNOTATION,
+    LICENSE_ANNOTATION,
+    PROTECTED_ANNOTATIONS,
+    TENANT_LABEL,
+    TPP_ANNOTATION,
+    WORKLOAD_BY_PLURAL,
 )
+from computegate.webhook.admission import AdmissionRequest
+
 ADMITTED = "Admitted"
 AUDIT = "Audit"  # admitted only because the policy's enforcement is Audit
 
@@ -41,15 +40,6 @@ PROTECTED_STAMPS = "ProtectedAnnotations"
 TENANT_LABEL_PROTECTED = "TenantLabelProtected"
 NOT_JUDGED = "NotJudged"  # e.g. an UPDATE that cannot change what a claim delivers
 
-KIND_BY_PLURAL = {
-    "pods": "Pod",
-    "deployments": "Deployment",
-    "replicasets": "ReplicaSet",
-    "statefulsets": "StatefulSet",
-    "daemonsets": "DaemonSet",
-    "jobs": "Job",
-    "cronjobs": "CronJob",
-}
 _MAX_INT = 2**63  # nothing in a Kubernetes object is larger; bigger numbers are hostile
 _MAX_QUANTITY_TEXT = 40
 
@@ -69,6 +59,23 @@ class Request:
     user: str = ""
     groups: tuple[str, ...] = ()
     subresource: str | None = None
+    uid: str = ""
+
+    @classmethod
+    def of(cls, webhook: str, request: AdmissionRequest) -> Request:
+        """A view of the parsed review: the bodies are the review's own dicts, not copies."""
+        return cls(
+            webhook=webhook,
+            plural=request.resource.resource,
+            operation=request.operation,
+            body=request.object if request.object is not None else request.old_object or {},
+            old=request.old_object if request.object is not None else None,
+            dry_run=request.dry_run,
+            user=request.user_info.username,
+            groups=tuple(request.user_info.groups),
+            subresource=request.sub_resource,
+            uid=request.uid,
+        )
 
 
 @dataclass(frozen=True)
@@ -88,9 +95,8 @@ class Outcome:
 
     @property
     def kind(self) -> str:
-        return str(
-            self.request.body.get("kind") or KIND_BY_PLURAL.get(self.request.plural, self.request.plural)
-        )
+        workload = WORKLOAD_BY_PLURAL.get(self.request.plural)
+        return str(self.request.body.get("kind") or (workload.kind if workload else self.request.plural))
 
     @property
     def namespace(self) -> str:
@@ -153,9 +159,10 @@ def check_sizes(body: Mapping[str, Any]) -> None:
 
 def parse_workload(plural: str, body: Mapping[str, Any]) -> Workload:
     """A Pod or pod controller from a wire dict; the kind comes from the resource, not the body."""
-    kind = KIND_BY_PLURAL.get(plural)
-    if kind is None:
+    workload = WORKLOAD_BY_PLURAL.get(plural)
+    if workload is None:
         raise InvalidObject(f"resource {plural!r} is not a workload ComputeGate judges")
+    kind = workload.kind
     check_sizes(body)
     data = {**body, "kind": kind}
     try:
@@ -199,14 +206,10 @@ def _patch_to(current: Mapping[str, str], wanted: Mapping[str, str]) -> Annotati
     return patch
 
 
-def _template_annotations(body: Mapping[str, Any]) -> dict[str, str]:
-    spec = body.get("spec")
-    if not isinstance(spec, Mapping):
-        return {}
-    template = spec.get("template")
-    job = spec.get("jobTemplate")
-    if isinstance(job, Mapping) and isinstance(job.get("spec"), Mapping):
-        template = job["spec"].get("template")
+def _template_annotations(plural: str, body: Mapping[str, Any]) -> dict[str, str]:
+    template: Any = body
+    for key in WORKLOAD_BY_PLURAL[plural].template_path:
+        template = template.get(key) if isinstance(template, Mapping) else None
     return _annotations(template) if isinstance(template, Mapping) else {}
 
 
@@ -257,7 +260,9 @@ class Reviewer:
             # Pods inherit template annotations; a forged stamp there is dropped here (on
             # CREATE only: changing a template on UPDATE would roll the workload out again).
             template = {
-                key: None for key in _template_annotations(request.body) if key in PROTECTED_ANNOTATIONS
+                key: None
+                for key in _template_annotations(request.plural, request.body)
+                if key in PROTECTED_ANNOTATIONS
             }
         return Outcome(
             request,

@@ -1,8 +1,8 @@
 """The running operator's parts in one object: state, reviewer, observers and API access.
 
-Kopf handlers call into it; it turns Kopf's keyword arguments into a ``review.Request``,
-asks the ``Reviewer``, and then answers (deny, warn, patch) and observes (metric, log line,
-Event). It owns no decision logic of its own.
+The webhook server hands it each parsed review (``admit``); it asks the ``Reviewer``, answers
+(deny, warn, patch) and observes (metric, log line, Event). Kopf's watches feed its state
+(``upsert``, ``on_event``). It owns no decision logic of its own.
 """
 
 from __future__ import annotations
@@ -21,12 +21,20 @@ import kopf
 
 from computegate.engine import ClusterState
 from computegate.statefiles import Document, InputError, parse_state_object
+from computegate.vocabulary import SCALABLE, WORKLOAD_BY_PLURAL
 from computegate.webhook import licenses
-from computegate.webhook.configuration import VALIDATE_NAMESPACES, VALIDATE_RESOURCE_CLAIMS, VALIDATE_SCALE
+from computegate.webhook.admission import AdmissionRequest, annotations_patch, answer
+from computegate.webhook.configuration import (
+    MUTATE_WORKLOADS,
+    VALIDATE_NAMESPACES,
+    VALIDATE_RESOURCE_CLAIMS,
+    VALIDATE_SCALE,
+    VALIDATE_WORKLOADS,
+)
 from computegate.webhook.kube import Kube
 from computegate.webhook.observe import Metrics, event_for, log_decision
 from computegate.webhook.review import Outcome, Request, Reviewer
-from computegate.webhook.server import ReloadingWebhookServer
+from computegate.webhook.server import WebhookServer
 
 logger = logging.getLogger(__name__)
 _WATCH = Path("<watch>")
@@ -39,7 +47,7 @@ class Runtime:
     metrics: Metrics
     decisions: logging.Logger
     kube: Kube
-    server: ReloadingWebhookServer
+    server: WebhookServer
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -49,7 +57,7 @@ class Runtime:
         return self.synced.is_set() and self.server.listening.is_set()
 
     def configure(self, settings: kopf.OperatorSettings) -> None:
-        settings.admission.server = self.server
+        settings.admission.server = None  # admission is served by our own server (``admit``)
         settings.admission.managed = None  # we register our own configuration (matchConditions &c.)
         settings.posting.enabled = False  # we post our own Events, one per denial
         settings.watching.server_timeout = 300
@@ -92,26 +100,13 @@ class Runtime:
 
     # ----- admission -----
 
-    @staticmethod
-    def _request(webhook: str, kwargs: Mapping[str, Any]) -> Request:
-        userinfo = kwargs.get("userinfo") or {}
-        resource = kwargs.get("resource")
-        old = kwargs.get("old")
-        return Request(
-            webhook=webhook,
-            plural=str(getattr(resource, "plural", "")),
-            operation=str(kwargs.get("operation") or ""),
-            body=dict(kwargs.get("body") or {}),
-            old=dict(old) if old is not None else None,
-            dry_run=bool(kwargs.get("dryrun")),
-            user=str(userinfo.get("username") or ""),
-            groups=tuple(str(g) for g in userinfo.get("groups") or ()),
-            subresource=kwargs.get("subresource"),
-        )
-
-    async def validate(self, webhook: str, kwargs: Mapping[str, Any]) -> None:
+    async def admit(self, webhook: str, review: AdmissionRequest) -> bytes:
+        """One parsed review in, the answer's bytes out. ``LookupError``: not ours to judge."""
         started = time.perf_counter()
-        request = self._request(webhook, kwargs)
+        request = Request.of(webhook, review)
+        _check_served(webhook, request)
+        if webhook == MUTATE_WORKLOADS:
+            return self._mutate(request)
         if webhook == VALIDATE_NAMESPACES:
             outcome = self.reviewer.validate_namespace(request)
         elif webhook == VALIDATE_RESOURCE_CLAIMS:
@@ -121,10 +116,21 @@ class Runtime:
         else:
             outcome = self.reviewer.validate_workload(request)
         self._observe(outcome, time.perf_counter() - started)
-        warnings: list[str] = kwargs["warnings"]
-        warnings.extend(outcome.warnings)
-        if not outcome.allowed:
-            raise kopf.AdmissionError(outcome.message, code=outcome.http_code)
+        return answer(
+            review.uid,
+            allowed=outcome.allowed,
+            message=outcome.message,
+            code=outcome.http_code,
+            warnings=outcome.warnings,
+        )
+
+    def _mutate(self, request: Request) -> bytes:
+        outcome = self.reviewer.mutate_workload(request)
+        patch = annotations_patch(request.body, (), outcome.annotations)
+        if outcome.template_annotations:
+            at = WORKLOAD_BY_PLURAL[request.plural].template_path
+            patch += annotations_patch(request.body, at, outcome.template_annotations)
+        return answer(request.uid, allowed=True, patch=patch)
 
     async def _controller_of(self, request: Request) -> Mapping[str, Any] | None:
         meta = request.body.get("metadata") or {}
@@ -137,18 +143,6 @@ class Runtime:
                 "Could not read %s %s for a scale request: %s", request.plural, meta.get("name"), error
             )
             return None
-
-    async def mutate(self, webhook: str, kwargs: Mapping[str, Any]) -> None:
-        outcome = self.reviewer.mutate_workload(self._request(webhook, kwargs))
-        patch: kopf.Patch = kwargs["patch"]
-        if outcome.annotations:
-            patch["metadata"] = {"annotations": dict(outcome.annotations)}
-        if outcome.template_annotations:
-            template = {"metadata": {"annotations": dict(outcome.template_annotations)}}
-            if outcome.request.plural == "cronjobs":
-                patch["spec"] = {"jobTemplate": {"spec": {"template": template}}}
-            else:
-                patch["spec"] = {"template": template}
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         self.metrics.record(outcome, seconds)
@@ -199,3 +193,21 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.licenses_changed.wait(), timeout=interval)
             await asyncio.sleep(0.5)  # debounce a burst of pod events into one write
+
+
+_SCALABLE_PLURALS = frozenset(workload.plural for workload in SCALABLE)
+
+
+def _check_served(webhook: str, request: Request) -> None:
+    """Each webhook judges the resources its configuration sends it, and nothing else."""
+    if webhook in (VALIDATE_WORKLOADS, MUTATE_WORKLOADS):
+        served = request.plural in WORKLOAD_BY_PLURAL and not request.subresource
+    elif webhook == VALIDATE_SCALE:
+        served = request.plural in _SCALABLE_PLURALS and request.subresource == "scale"
+    elif webhook == VALIDATE_RESOURCE_CLAIMS:
+        served = request.plural == "resourceclaims" and not request.subresource
+    else:
+        served = request.plural == "namespaces" and not request.subresource
+    if not served:
+        what = request.plural + (f"/{request.subresource}" if request.subresource else "")
+        raise LookupError(f"the webhook {webhook} does not judge {what}")

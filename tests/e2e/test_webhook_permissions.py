@@ -1,0 +1,114 @@
+"""The operator does its whole job with the chart's permissions, and nothing it calls is refused.
+
+The session's webhook operator runs as the chart's ServiceAccount, bound by the chart's own
+roles (``webhook_support.chart_rbac``), with a TokenRequest token; the API server's audit log
+records every request that identity makes. The tests here first make the operator use each of
+its code paths that call the API server, then read the log: each call must have been allowed,
+and allowed by a rule of the chart, so a permission the chart lacks fails here, not in a
+production cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+from tests.e2e.webhook_support import (
+    H100_TPP,
+    Cluster,
+    Operator,
+    bind_tenant_user,
+    chart_rbac,
+    deployment,
+    license,
+    tenant,
+    unique,
+    wait_until,
+)
+from tests.identities import rule_allows
+
+pytestmark = pytest.mark.e2e
+
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+
+
+def _operator_calls(audit_log: Path) -> list[dict[str, Any]]:
+    calls = []
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["user"]["username"] == OPERATOR_USER and entry.get("stage") == "ResponseComplete":
+            calls.append(entry)
+    return calls
+
+
+def _resource(entry: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
+    ref = entry.get("objectRef") or {}
+    resource = ref.get("resource", "")
+    if ref.get("subresource"):
+        resource = f"{resource}/{ref['subresource']}"
+    return ref.get("apiGroup", ""), resource, ref.get("name"), ref.get("namespace")
+
+
+def test_kubectl_scale_over_the_cap_is_refused_by_the_operator_running_as_the_chart(
+    cluster: Cluster, operator: Operator
+) -> None:
+    assert operator.kubeconfig.read_text().count("token:") == 1  # not the admin's certificate
+    name, namespace = unique("scaler"), unique("scaler-ns")
+    cluster.apply(tenant(name, "AE", namespaces=[namespace]))
+    cluster.apply(license(unique("scaler-lic"), name, max_tpp=2 * H100_TPP))
+    user = bind_tenant_user(cluster, f"{name}-user", namespace)
+    created = cluster.kubectl("apply", "-f", "-", user=user, stdin=deployment("serve", namespace, 2))
+    assert created.returncode == 0, created.stderr
+
+    scaled = cluster.kubectl("scale", "deployment/serve", "--replicas=3", "-n", namespace, user=user)
+
+    assert scaled.returncode != 0
+    assert "[LicenseCapExceeded]" in scaled.stderr, scaled.stderr
+    assert cluster.get("deployment", "serve", "-n", namespace)["spec"]["replicas"] == 2
+
+
+def test_every_api_call_of_the_operator_is_allowed_by_the_charts_roles(
+    cluster: Cluster, operator: Operator, audit_log: Path
+) -> None:
+    # Give the license-status loop its turn (it writes within seconds of a change).
+    wait_until(
+        lambda: any(_resource(c)[1] == "exportlicenses/status" for c in _operator_calls(audit_log)),
+        timeout=60,
+        what="the operator to write a license status",
+    )
+    time.sleep(1)
+    calls = _operator_calls(audit_log)
+    rbac = chart_rbac(cluster.plane)
+    cluster_rules = [r for d in rbac if d["kind"] == "ClusterRole" for r in d["rules"]]
+    namespaced_rules = [r for d in rbac if d["kind"] == "Role" for r in d["rules"]]
+
+    refused = [
+        f"{c['verb']} {c['requestURI']}: {c['responseStatus']['code']}"
+        for c in calls
+        if c["responseStatus"]["code"] in (401, 403)
+    ]
+    outside_the_chart = []
+    for call in calls:
+        group, resource, name, namespace = _resource(call)
+        if not resource:  # discovery (/api, /apis, /version): every authenticated user may
+            continue
+        rules = cluster_rules + (namespaced_rules if namespace == OPERATOR_NAMESPACE else [])
+        if not rule_allows(rules, verb=call["verb"], group=group, resource=resource, name=name):
+            outside_the_chart.append(f"{call['verb']} {group}/{resource} {name or ''}")
+    used = {(c["verb"], *_resource(c)[:2]) for c in calls}
+
+    assert not refused, refused
+    assert not outside_the_chart, outside_the_chart
+    # What the operator must have done by now, or this test proved nothing.
+    assert {
+        ("get", "apps", "deployments"),  # the scale above
+        ("create", "", "events"),  # its denial
+        ("patch", "computegate.io", "exportlicenses/status"),
+        ("watch", "", "pods"),
+        ("watch", "computegate.io", "exportlicenses"),
+    } <= used, sorted(used)
