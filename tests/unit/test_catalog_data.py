@@ -16,15 +16,18 @@ from typing import Any
 import pytest
 import yaml
 
+from computegate.catalog import builtin_catalog
 from computegate.engine.bands import eccn_band
+from computegate.engine.state import ClusterState
 from computegate.models import AcceleratorProfileSpec
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CONFIDENCE = {"confirmed", "derived", "unconfirmed"}
 BANDS = {"3A090.a", "3A090.b", "none"}
 
-# Every chip of shared/reference/accelerators-sources.csv (by its `model` column), frozen here
-# because the reference table is not part of the repository, with the profiles that carry it.
+# The chips the catalog has covered since its first version (the export-controlled and
+# China-market parts named in the public material it was built from), with the profiles that
+# carry each; frozen here so that no chip silently drops out of the catalog.
 REFERENCE_CHIPS: dict[str, set[str]] = {
     "H100 SXM5 80GB": {"nvidia-h100-sxm5-80gb"},
     "H100 PCIe 80GB": {"nvidia-h100-pcie-80gb"},
@@ -62,7 +65,8 @@ REFERENCE_CHIPS: dict[str, set[str]] = {
     "Ascend 910B": {"huawei-ascend-910b"},
 }
 
-# Node label values the reference material gives verbatim; each must resolve to its chip.
+# Node label values that public GPU Feature Discovery / AMD device-plugin output gives verbatim;
+# each must resolve to its chip.
 REFERENCE_LABELS = {
     ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"): "nvidia-h100-sxm5-80gb",
     ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-80GB"): "nvidia-a100-sxm4-80gb",
@@ -73,6 +77,60 @@ REFERENCE_LABELS = {
     ("nvidia.com/gpu.product", "Tesla-T4"): "nvidia-t4",
     ("amd.com/gpu.product-name", "AMD_Instinct_MI300X_OAM"): "amd-instinct-mi300x",
 }
+
+# Label values added or changed after an audit of the catalog (issue 17), each with the profile a
+# node carrying it must resolve to through the engine's own label index.
+NEW_OR_CHANGED_LABELS = {
+    ("nvidia.com/gpu.product", "NVIDIA-GH200-144G-HBM3e"): "nvidia-gh200-144g-hbm3e",
+    ("nvidia.com/gpu.product", "NVIDIA-GH200-480GB"): "nvidia-gh200-480gb",
+    ("nvidia.com/gpu.product", "NVIDIA-GH200-120GB"): "nvidia-gh200-480gb",
+    ("amd.com/gpu.product-name", "AMD_Instinct_MI325_OAM"): "amd-instinct-mi325x",
+    ("nvidia.com/gpu.product", "NVIDIA-H800"): "nvidia-h800-sxm",
+    ("nvidia.com/gpu.product", "NVIDIA-L20"): "nvidia-l20-48gb",
+    ("nvidia.com/gpu.product", "NVIDIA-A30"): "nvidia-a30-24gb",
+    ("nvidia.com/gpu.product", "NVIDIA-A40"): "nvidia-a40-48gb",
+    ("nvidia.com/gpu.product", "NVIDIA-A800-SXM4-80GB"): "nvidia-a800-sxm4-80gb",
+    ("nvidia.com/gpu.product", "NVIDIA-H100-PCIe"): "nvidia-h100-pcie-80gb",
+    ("nvidia.com/gpu.product", "NVIDIA-H100-NVL"): "nvidia-h100-nvl",
+    ("nvidia.com/gpu.product", "NVIDIA-H200-NVL"): "nvidia-h200-nvl",
+    ("nvidia.com/gpu.product", "NVIDIA-H800-PCIe"): "nvidia-h800-pcie-80gb",
+    ("nvidia.com/gpu.product", "NVIDIA-A800-80GB-PCIe"): "nvidia-a800-pcie-80gb",
+    ("nvidia.com/gpu.product", "NVIDIA-H20-3e"): "nvidia-h20-3e-141gb",
+    ("nvidia.com/gpu.product", "NVIDIA-A10G"): "nvidia-a10g",
+    ("nvidia.com/gpu.product", "NVIDIA-B300-SXM6-AC"): "nvidia-b300",
+    (
+        "nvidia.com/gpu.product",
+        "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",
+    ): "nvidia-rtx-pro-6000-blackwell-server",
+}
+
+# Guessed label values that must not be in the catalog (no public source shows them).
+UNSOURCED_LABELS = {
+    ("amd.com/gpu.product-name", "AMD_Instinct_MI325X_OAM"),
+    ("amd.com/gpu.product-name", "AMD_Instinct_MI355X_OAM"),
+}
+
+# The April 2025 license requirement for H20-class chips, as its thresholds were passed on to
+# customers: DRAM >= 1,400 GB/s, or I/O >= 1,100 GB/s, or the two together >= 1,700 GB/s.
+APRIL_2025_DRAM, APRIL_2025_IO, APRIL_2025_COMBINED = 1400, 1100, 1700
+BANDWIDTH_COVERED = {"nvidia-h20-96gb", "nvidia-h20-3e-141gb", "huawei-ascend-910c"}
+BANDWIDTH_NOT_COVERED = {
+    "nvidia-t4",
+    "nvidia-a10-24gb",
+    "nvidia-a10g",
+    "nvidia-l4",
+    "nvidia-l40",
+    "nvidia-l40s",
+    "nvidia-l20-48gb",
+    "nvidia-a40-48gb",
+    "nvidia-geforce-rtx-4090",
+    "nvidia-geforce-rtx-4090-d",
+    "nvidia-v100-pcie-16gb",
+}
+
+# Text that points outside the repository (the project's private reference files) rather than at
+# public material.
+OUTSIDE_REFERENCES = ("shared/", "/work/", "CSV", "accelerators-sources", "export-controls.md")
 
 # ISO 3166-1 alpha-2: the officially assigned codes.
 _ISO_CODES = """
@@ -138,12 +196,62 @@ def test_every_profile_spec_validates_as_an_accelerator_profile_spec(profile: di
 @pytest.mark.parametrize("profile", _profiles(), ids=_ids(_profiles()))
 def test_every_figure_of_a_profile_names_its_source(profile: dict[str, Any]) -> None:
     spec, sources = profile["spec"], profile["sources"]
-    required = {"tpp", "performanceDensity", "productLabels"}
+    required = {"tpp", "performanceDensity", "productLabels", "memoryBandwidthGBps", "ioBandwidthGBps"}
     if "migComputeSlices" in spec:
         required.add("migComputeSlices")
     for field in required:
         assert isinstance(sources.get(field), str), f"{profile['name']}: no source for {field}"
         assert sources[field].strip(), f"{profile['name']}: empty source for {field}"
+
+
+@pytest.mark.parametrize("profile", _profiles(), ids=_ids(_profiles()))
+def test_every_profile_has_both_bandwidth_figures_with_a_source(profile: dict[str, Any]) -> None:
+    spec = AcceleratorProfileSpec.model_validate(profile["spec"])
+    assert spec.memory_bandwidth_gbps is not None and spec.memory_bandwidth_gbps > 0, profile["name"]
+    assert spec.io_bandwidth_gbps is not None and spec.io_bandwidth_gbps > 0, profile["name"]
+    for field in ("memoryBandwidthGBps", "ioBandwidthGBps"):
+        assert str(profile["sources"].get(field, "")).strip(), f"{profile['name']}: no source for {field}"
+
+
+@pytest.mark.parametrize("profile", _profiles(), ids=_ids(_profiles()))
+def test_no_source_points_outside_the_repository(profile: dict[str, Any]) -> None:
+    for field, text in profile["sources"].items():
+        for marker in OUTSIDE_REFERENCES:
+            assert marker not in str(text), f"{profile['name']}: sources.{field} mentions {marker!r}"
+
+
+def test_the_catalog_file_cites_no_file_outside_the_repository() -> None:
+    text = (resources.files("computegate") / "data" / "accelerators.yaml").read_text(encoding="utf-8")
+    for marker in OUTSIDE_REFERENCES:
+        assert marker not in text, marker
+
+
+def _covered_by_april_2025(spec: AcceleratorProfileSpec) -> bool:
+    dram, io = spec.memory_bandwidth_gbps or 0.0, spec.io_bandwidth_gbps or 0.0
+    return dram >= APRIL_2025_DRAM or io >= APRIL_2025_IO or dram + io >= APRIL_2025_COMBINED
+
+
+@pytest.mark.parametrize("name", sorted(BANDWIDTH_COVERED))
+def test_h20_class_chips_meet_the_april_2025_bandwidth_thresholds(name: str) -> None:
+    spec = builtin_catalog().profiles[name]
+    assert _covered_by_april_2025(spec), name
+
+
+def test_the_h20_has_its_published_4_tb_s_of_dram_bandwidth() -> None:
+    spec = builtin_catalog().profiles["nvidia-h20-96gb"]
+    assert spec.memory_bandwidth_gbps == 4000
+    assert eccn_band(spec.tpp, spec.performance_density, spec.datacenter) is None
+
+
+@pytest.mark.parametrize("name", sorted(BANDWIDTH_NOT_COVERED))
+def test_inference_and_consumer_parts_stay_below_the_april_2025_thresholds(name: str) -> None:
+    spec = builtin_catalog().profiles[name]
+    assert not _covered_by_april_2025(spec), name
+
+
+def test_t4_bandwidth_is_its_datasheet_figure() -> None:
+    spec = builtin_catalog().profiles["nvidia-t4"]
+    assert (spec.memory_bandwidth_gbps, spec.io_bandwidth_gbps) == (320, 32)
 
 
 @pytest.mark.parametrize("profile", _profiles(), ids=_ids(_profiles()))
@@ -186,6 +294,47 @@ def test_the_label_values_of_the_reference_material_resolve_to_their_chips() -> 
     }
     for label, name in REFERENCE_LABELS.items():
         assert owner.get(label) == name, label
+
+
+@pytest.mark.parametrize(("label", "name"), sorted(NEW_OR_CHANGED_LABELS.items()))
+def test_a_node_with_a_new_or_changed_label_resolves_to_its_profile(
+    label: tuple[str, str], name: str
+) -> None:
+    key, value = label
+    profiles = ClusterState(builtin_catalog()).profiles
+    assert [p.name for p in profiles.for_node_labels({key: value})] == [name], label
+    if "migComputeSlices" in next(p for p in _profiles() if p["name"] == name)["spec"]:
+        # GFD's MIG single strategy and time-slicing suffixes still resolve to the parent chip
+        for suffixed in (f"{value}-SHARED", f"{value}-MIG-1g.24gb"):
+            assert [p.name for p in profiles.for_node_labels({key: suffixed})] == [name], suffixed
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nvidia-h800-sxm",
+        "nvidia-l20-48gb",
+        "nvidia-a30-24gb",
+        "nvidia-a800-sxm4-80gb",
+        "nvidia-h100-pcie-80gb",
+        "nvidia-h100-nvl",
+        "amd-instinct-mi325x",
+        "nvidia-gh200-144g-hbm3e",
+    ],
+)
+def test_labels_seen_on_real_nodes_are_no_longer_marked_unconfirmed(name: str) -> None:
+    profile = next(p for p in _profiles() if p["name"] == name)
+    assert "[unconfirmed]" not in profile["sources"]["productLabels"], name
+
+
+def test_guessed_label_values_are_not_in_the_catalog() -> None:
+    claimed = {
+        (key, value)
+        for profile in _profiles()
+        for key, values in profile["spec"].get("productLabels", {}).items()
+        for value in values
+    }
+    assert UNSOURCED_LABELS.isdisjoint(claimed)
 
 
 def test_the_example_a100_profile_name_is_kept() -> None:
