@@ -53,13 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action.add_argument("--data-dir", type=Path, help="default: ~/.cache/computegate/dev")
     from computegate.webhook import options as webhook_options  # flags only: kopf loads on run
 
-    webhook_options.add_arguments(
-        commands.add_parser(
-            "webhook",
-            help="run the admission webhook and operator (Kopf, standalone)",
-            description="Serve the validating and mutating webhooks; keep ExportLicense status current.",
-        )
+    webhook = commands.add_parser(
+        "webhook",
+        help="run the admission webhook and operator (Kopf, standalone)",
+        description="Serve the validating and mutating webhooks; keep the license ledger and status current.",
     )
+    webhook_options.add_arguments(webhook)
+    webhook.set_defaults(handler=_webhook)
     demo = commands.add_parser(
         "demo", help="the live demo of `make run`: a local cluster, the webhook, kubectl"
     )
@@ -99,6 +99,13 @@ def _dev(args: argparse.Namespace) -> int:
     if args.dev_action == "up" and state_dir is None and not args.empty and _DEFAULT_DEV_STATE.is_dir():
         state_dir = _DEFAULT_DEV_STATE
     return run_dev_command(args.dev_action, state_dir=state_dir, data_dir=args.data_dir)
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from computegate.webhook.operator import main
+    from computegate.webhook.options import options_from
+
+    return main(options_from(args))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -144,14 +144,21 @@ def test_operator_service_account_lists_and_watches_everything_it_decides_from(
     assert counts["namespaces"] >= 2 and counts["customresourcedefinitions"] >= 4
 
 
-def test_operator_service_account_patches_license_status_but_not_the_license(
+def test_operator_service_account_swaps_license_status_but_not_the_license(
     operator: Any, license_objects: str
 ) -> None:
     custom = client.CustomObjectsApi(operator)
-    patched = custom.patch_cluster_custom_object_status(
-        GROUP, VERSION, "exportlicenses", license_objects, {"status": {"consumedTPP": 0, "reservations": []}}
+    current = custom.get_cluster_custom_object(GROUP, VERSION, "exportlicenses", license_objects)
+    ledger = {"committedTPP": "0", "committedAccelerators": "0", "reservations": {}}
+    swapped = custom.replace_cluster_custom_object_status(
+        GROUP, VERSION, "exportlicenses", license_objects, {**current, "status": {"ledger": ledger}}
     )
-    assert patched["status"]["consumedTPP"] == 0
+    assert swapped["status"]["ledger"] == ledger
+    with pytest.raises(ApiException) as stale:  # the same resourceVersion again: the swap is lost
+        custom.replace_cluster_custom_object_status(
+            GROUP, VERSION, "exportlicenses", license_objects, {**current, "status": {}}
+        )
+    assert stale.value.status == 409
     _forbidden(
         lambda: custom.patch_cluster_custom_object(
             GROUP, VERSION, "exportlicenses", license_objects, {"spec": {"maxTPP": 10**9}}
@@ -388,6 +395,9 @@ def test_operator_service_account_cannot_reach_beyond_its_job(operator: Any, adm
             )
         )
         _forbidden(lambda: core.patch_namespace(TENANT_NAMESPACE, {"metadata": {"labels": {"a": "b"}}}))
+        leases = client.CoordinationV1Api(operator)
+        _forbidden(lambda: leases.read_namespaced_lease("kube-scheduler", "kube-system"))
+        _forbidden(lambda: leases.list_namespaced_lease(NAMESPACE))
     finally:
         admission_admin.delete_validating_webhook_configuration("someone-elses-webhook")
         core_admin.delete_namespaced_secret("elsewhere", "kube-system")

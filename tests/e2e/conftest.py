@@ -21,12 +21,14 @@ from computegate.devcluster import (
     find_binaries,
     install_crds,
 )
+from tests.e2e.webhook_support import (  # the webhook's session fixtures, for every e2e test
+    OPERATOR_NAMESPACE,
+    cluster_fixture,  # noqa: F401
+    operator_fixture,  # noqa: F401
+    operator_kubeconfig_fixture,  # noqa: F401
+)
 
 E2E_DIR = Path(__file__).parent
-# The chart's ServiceAccount, as `helm install computegate -n computegate-system` names it: the
-# webhook operator of these tests runs as it, and the API server's audit log records its calls.
-OPERATOR_NAMESPACE = "computegate-system"
-OPERATOR_SERVICE_ACCOUNT = "computegate"
 AUDIT_POLICY = f"""
 apiVersion: audit.k8s.io/v1
 kind: Policy

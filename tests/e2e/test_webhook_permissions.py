@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
 from tests.e2e.webhook_support import (
     H100_TPP,
+    OPERATOR_NAMESPACE,
+    OPERATOR_SERVICE_ACCOUNT,
     Cluster,
     Operator,
     bind_tenant_user,
     chart_rbac,
     deployment,
-    license,
-    tenant,
-    unique,
+    licensed_tenant,
+    pod,
     wait_until,
 )
 from tests.identities import rule_allows
@@ -38,12 +38,14 @@ OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_A
 
 
 def _operator_calls(audit_log: Path) -> list[dict[str, Any]]:
-    calls = []
+    """Every request of the operator's identity, once each (a watch is logged when its response
+    starts, and again when it ends)."""
+    calls: dict[str, dict[str, Any]] = {}
     for line in audit_log.read_text().splitlines():
         entry = json.loads(line)
-        if entry["user"]["username"] == OPERATOR_USER and entry.get("stage") == "ResponseComplete":
-            calls.append(entry)
-    return calls
+        if entry["user"]["username"] == OPERATOR_USER and entry.get("responseStatus"):
+            calls.setdefault(entry["auditID"], entry)
+    return list(calls.values())
 
 
 def _resource(entry: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
@@ -58,12 +60,12 @@ def test_kubectl_scale_over_the_cap_is_refused_by_the_operator_running_as_the_ch
     cluster: Cluster, operator: Operator
 ) -> None:
     assert operator.kubeconfig.read_text().count("token:") == 1  # not the admin's certificate
-    name, namespace = unique("scaler"), unique("scaler-ns")
-    cluster.apply(tenant(name, "AE", namespaces=[namespace]))
-    cluster.apply(license(unique("scaler-lic"), name, max_tpp=2 * H100_TPP))
+    name, namespace, _ = licensed_tenant(cluster, max_tpp=2 * H100_TPP)
     user = bind_tenant_user(cluster, f"{name}-user", namespace)
     created = cluster.kubectl("apply", "-f", "-", user=user, stdin=deployment("serve", namespace, 2))
     assert created.returncode == 0, created.stderr
+    for index in range(2):  # what the ReplicaSet controller would make: the license is full
+        assert cluster.create(pod(f"serve-{index}", namespace), user=user).code == "Licensed"
 
     scaled = cluster.kubectl("scale", "deployment/serve", "--replicas=3", "-n", namespace, user=user)
 
@@ -75,11 +77,14 @@ def test_kubectl_scale_over_the_cap_is_refused_by_the_operator_running_as_the_ch
 def test_every_api_call_of_the_operator_is_allowed_by_the_charts_roles(
     cluster: Cluster, operator: Operator, audit_log: Path
 ) -> None:
-    # Give the license-status loop its turn (it writes within seconds of a change).
+    # The ledger's reconciler writes within seconds of a change; its lease renews every 5 s.
+    def written(verb: str, resource: str) -> bool:
+        return any(c["verb"] == verb and _resource(c)[1] == resource for c in _operator_calls(audit_log))
+
     wait_until(
-        lambda: any(_resource(c)[1] == "exportlicenses/status" for c in _operator_calls(audit_log)),
+        lambda: written("update", "exportlicenses/status") and written("update", "leases"),
         timeout=60,
-        what="the operator to write a license status",
+        what="the operator to write a license's status and renew its lease",
     )
     time.sleep(1)
     calls = _operator_calls(audit_log)
@@ -108,7 +113,8 @@ def test_every_api_call_of_the_operator_is_allowed_by_the_charts_roles(
     assert {
         ("get", "apps", "deployments"),  # the scale above
         ("create", "", "events"),  # its denial
-        ("patch", "computegate.io", "exportlicenses/status"),
+        ("update", "computegate.io", "exportlicenses/status"),  # the ledger, by compare-and-swap
+        ("update", "coordination.k8s.io", "leases"),  # the reconciler's election
         ("watch", "", "pods"),
         ("watch", "computegate.io", "exportlicenses"),
     } <= used, sorted(used)

@@ -14,6 +14,7 @@ from tests.e2e.webhook_support import (  # fixtures are imported by name for pyt
     cluster_fixture,  # noqa: F401  (the fixture `cluster`)
     deployment,
     license,
+    licensed_tenant,
     operator_fixture,  # noqa: F401  (the fixture `operator`)
     pod,
     tenant,
@@ -22,16 +23,6 @@ from tests.e2e.webhook_support import (  # fixtures are imported by name for pyt
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
-
-
-def licensed_tenant(cluster: Cluster, *, max_tpp: float) -> tuple[str, str, str]:
-    """A Saudi tenant (needs a license) with one H100 license; returns tenant, namespace, license."""
-    name = unique("globex")
-    namespace = f"{name}-ml"
-    cluster.apply(tenant(name, "SA", namespaces=[namespace]))
-    cluster.apply(license(f"{name}-lic", name, max_tpp=max_tpp))
-    cluster.eventually(pod("probe", namespace), "Licensed")
-    return name, namespace, f"{name}-lic"
 
 
 def test_a_deployment_over_the_license_cap_is_rejected_at_kubectl_apply_time(cluster: Cluster) -> None:

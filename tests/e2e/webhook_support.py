@@ -32,10 +32,16 @@ from computegate.devcluster._webhook import _free_ports
 from computegate.webhook.certs import ensure_serving_files
 from computegate.webhook.operator import configurations
 from computegate.webhook.options import Options
-from tests.e2e.conftest import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
 from tests.identities import token_kubeconfig
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "computegate"
+# The chart's ServiceAccount, as `helm install computegate -n computegate-system` names it: the
+# webhook operator of these tests runs as it, and the API server's audit log records its calls.
+OPERATOR_NAMESPACE = "computegate-system"
+OPERATOR_SERVICE_ACCOUNT = "computegate"
+# Short, so that tests see a reservation without a pod go; the API server of these tests
+# answers every request long before it (the default, 120 s, is above its 60 s request timeout).
+RESERVATION_TTL = 10
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 T4 = "Tesla-T4"
@@ -149,6 +155,16 @@ def tenant(
     ]
     docs += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in namespaces]
     return yaml.safe_dump_all(docs)
+
+
+def licensed_tenant(cluster: Cluster, *, max_tpp: float) -> tuple[str, str, str]:
+    """A Saudi tenant (needs a license) with one H100 license; returns tenant, namespace, license."""
+    name = unique("globex")
+    namespace = f"{name}-ml"
+    cluster.apply(tenant(name, "SA", namespaces=[namespace]))
+    cluster.apply(license(f"{name}-lic", name, max_tpp=max_tpp))
+    cluster.eventually(pod("probe", namespace), "Licensed")
+    return name, namespace, f"{name}-lic"
 
 
 def license(
@@ -286,6 +302,9 @@ class Operator:
             str(self.work / "certs"),
             "--admin-group",
             "computegate-admins",
+            f"--namespace={OPERATOR_NAMESPACE}",
+            f"--reservation-ttl={RESERVATION_TTL}",
+            "--reconcile-interval=2",
         ]
         self.process = ManagedProcess.spawn("computegate-webhook", argv, log_path=self.log_path, detach=False)
         deadline = time.monotonic() + 60

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from computegate.catalog import builtin_catalog
-from computegate.engine import Code, Usage
+from computegate.engine import Code
+from computegate.engine.ledger import Ledger, exact
 from tests.unit.conftest import (
     A100,
     H100,
@@ -490,10 +491,18 @@ def test_a_pod_that_finishes_or_is_removed_frees_its_consumption(licensed_state:
     assert verdict_of(state, pod(gpus=4)).code is Code.LICENSED
 
 
-def test_live_reservations_consume_the_licence(licensed_state: StateFactory) -> None:
+def test_what_the_ledger_has_committed_consumes_the_licence(licensed_state: StateFactory) -> None:
     state = _cap_state(licensed_state)
-    state.reservations["lic"] = Usage(3 * TPP["h100"], 3)
+    state.ledgers["lic"] = Ledger(exact(3 * TPP["h100"]), exact(3))  # admitted by other replicas
     assert verdict_of(state, pod(gpus=1)).code is Code.LICENSED
+    assert verdict_of(state, pod(gpus=2)).code is Code.LICENSE_CAP_EXCEEDED
+
+
+def test_live_pods_the_ledger_has_not_counted_yet_consume_the_licence_too(
+    licensed_state: StateFactory,
+) -> None:
+    state = _cap_state(licensed_state, running(pod("old", gpus=3), license_name="lic"))
+    state.ledgers["lic"] = Ledger()  # written before those pods were seen
     assert verdict_of(state, pod(gpus=2)).code is Code.LICENSE_CAP_EXCEEDED
 
 

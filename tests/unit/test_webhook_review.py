@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from computegate.engine import ClusterState
+from computegate.engine.ledger import Ledger, ReserveRequest, exact, reserve
 from computegate.models import Pod
 from computegate.webhook.licenses import license_status, with_transition_times
 from computegate.webhook.review import (
@@ -182,13 +183,19 @@ def test_only_admins_may_set_change_or_remove_a_namespace_tenant_label(make_stat
     assert review.validate_namespace(admin).allowed
 
 
-def test_license_status_counts_live_stamped_pods_and_keeps_transition_times(make_state: StateFactory) -> None:
+def test_license_status_shows_the_ledger_and_keeps_transition_times(make_state: StateFactory) -> None:
     state = licensed_state(make_state, max_tpp=2 * 15_832)
-    review = reviewer(state)
-    stamped = apply(pod(), review.mutate_workload(request(pod())).annotations)
-    state.upsert(Pod.model_validate(stamped))
-    status = license_status(state, state.licenses["lic"], NOW)
-    assert status["consumedTPP"] == 15832 and status["headroomTPP"] == 15832
+    ledger, _ = reserve(
+        Ledger(exact(15_832), exact(1)),
+        [ReserveRequest("uid", "ns/p", exact(15_832 / 7), exact(1 / 7))],
+        max_tpp=exact(2 * 15_832),
+        max_accelerators=None,
+        at=NOW,
+    )
+    status = license_status(state.licenses["lic"], ledger, NOW)
+    assert status["consumedTPP"] == round(15832 * 8 / 7, 6) and status["reservedTPP"] == round(15832 / 7, 6)
+    assert status["headroomTPP"] == round(15832 * 6 / 7, 6) and status["reservations"] == 1
+    assert status["state"] == "Active"
     assert [c["status"] for c in status["conditions"]] == ["True", "False"]
     first = with_transition_times(status, None, NOW)
     later = with_transition_times(status, first, datetime(2026, 7, 1, tzinfo=UTC))

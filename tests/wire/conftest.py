@@ -24,6 +24,7 @@ from computegate.engine import ClusterState
 from computegate.statefiles import Document, parse_state_object
 from computegate.webhook.certs import generate_serving_files
 from computegate.webhook.configuration import WEBHOOK_PATHS
+from computegate.webhook.ledger import LedgerWriter
 from computegate.webhook.observe import Metrics, configure_decision_log
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
@@ -99,13 +100,15 @@ async def webhook(tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[Webhook
     )
     state = state_from(STATE)
     kube = RecordingKube()
+    metrics = Metrics()
     runtime = Runtime(
         state=state,
         reviewer=Reviewer(state),
-        metrics=Metrics(),
+        metrics=metrics,
         decisions=configure_decision_log(),
         kube=kube,  # type: ignore[arg-type]
         server=server,
+        ledger=LedgerWriter(kube, state, metrics),  # type: ignore[arg-type]
     )
     runtime.synced.set()
     serving = asyncio.ensure_future(server.serve(runtime.admit))

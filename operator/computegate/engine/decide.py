@@ -62,9 +62,15 @@ def footprint(state: ClusterState, workload: Workload) -> Footprint:
     return Footprint.of(tuple(uses))
 
 
-def decide(state: ClusterState, workload: Workload, *, at: datetime) -> Verdict:
-    """Judge a CREATE: may this workload run, for this tenant, on this hardware, under a license?"""
-    return _judge(state, workload, footprint(state, workload), demand=None, at=at)
+def decide(
+    state: ClusterState, workload: Workload, *, at: datetime, prefer_license: str | None = None
+) -> Verdict:
+    """Judge a CREATE: may this workload run, for this tenant, on this hardware, under a license?
+
+    ``prefer_license``: when that license admits the workload it is the one chosen (the
+    validating webhook keeps the license the mutating webhook stamped, DESIGN.md step 7).
+    """
+    return _judge(state, workload, footprint(state, workload), demand=None, at=at, prefer=prefer_license)
 
 
 def decide_update(state: ClusterState, old: Workload, new: Workload, *, at: datetime) -> Verdict:
@@ -97,9 +103,17 @@ def _admit_unchanged(verdict: Verdict, what: str) -> Verdict:
 
 
 def _judge(
-    state: ClusterState, workload: Workload, fp: Footprint, *, demand: Usage | None, at: datetime
+    state: ClusterState,
+    workload: Workload,
+    fp: Footprint,
+    *,
+    demand: Usage | None,
+    at: datetime,
+    prefer: str | None = None,
 ) -> Verdict:
-    verdict = _first_match(state, workload, fp, demand if demand is not None else fp.controlled_usage, at)
+    verdict = _first_match(
+        state, workload, fp, demand if demand is not None else fp.controlled_usage, at, prefer
+    )
     if verdict.allowed or state.policy.enforcement is not Enforcement.AUDIT:
         return verdict
     return verdict.model_copy(
@@ -108,7 +122,7 @@ def _judge(
 
 
 def _first_match(
-    state: ClusterState, workload: Workload, fp: Footprint, demand: Usage, at: datetime
+    state: ClusterState, workload: Workload, fp: Footprint, demand: Usage, at: datetime, prefer: str | None
 ) -> Verdict:
     policy = state.policy
     namespace = workload.metadata.namespace or ""
@@ -169,7 +183,10 @@ def _first_match(
         return verdict(Code.NO_LICENSE, say.no_license(where, demand))
     # The usable license that expires first, then by name: check in that order, stop at the first.
     failures: list[tuple[Code, ExportLicense]] = []
-    for lic in sorted(licenses, key=lambda lic: (lic.spec.valid_until, lic.metadata.name)):
+    order = sorted(
+        licenses, key=lambda lic: (lic.metadata.name != prefer, lic.spec.valid_until, lic.metadata.name)
+    )
+    for lic in order:
         failure = _license_failure(state, lic, fp, demand, at)
         if failure is None:
             headroom = _headroom(state, lic)

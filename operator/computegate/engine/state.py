@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from computegate.engine.bands import eccn_band
+from computegate.engine.ledger import Ledger
 from computegate.engine.policy import EffectivePolicy
 from computegate.models.kube import (
     DeviceClass,
@@ -189,7 +190,7 @@ class ClusterState:
     device_classes: dict[str, DeviceClass] = field(default_factory=dict)
     cluster_profiles: dict[str, AcceleratorProfileSpec] = field(default_factory=dict)
     policy_object: CompliancePolicy | None = None
-    reservations: dict[str, Usage] = field(default_factory=dict)  # license → live reservations
+    ledgers: dict[str, Ledger] = field(default_factory=dict)  # license → its status.ledger
 
     _licenses_by_tenant: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _tenants_by_listed_namespace: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -234,14 +235,28 @@ class ClusterState:
         return TenantLookup(tenant, 1, None if tenant else name)
 
     def consumption(self, license_name: str) -> Usage:
-        """Controlled TPP and accelerators of live pods admitted under the license, plus reservations.
+        """What the license has committed: the larger of its ledger (DESIGN.md step 7, what every
+        replica's admissions have reserved) and the live pods admitted under it that this view
+        sees (step 5), figure by figure, so neither a view that lags the ledger nor a ledger
+        not yet written lets a decision see more headroom than there is.
 
-        Only the license's tenant's pods count (DESIGN.md step 5): a pod in a namespace that
-        tenant does not claim cannot use up its cap. A namespace in conflict still counts for
-        each claimant, which errs on the safe side.
+        Only the license's tenant's pods count: a pod in a namespace that tenant does not claim
+        cannot use up its cap. A namespace in conflict still counts for each claimant, which
+        errs on the safe side.
         """
+        live = self.live_consumption(license_name)
+        ledger = self.ledgers.get(license_name)
+        if ledger is None:
+            return live
+        return Usage(
+            max(live.tpp, float(ledger.committed_tpp)),
+            max(live.accelerators, float(ledger.committed_accelerators)),
+        )
+
+    def live_consumption(self, license_name: str) -> Usage:
+        """Controlled TPP and accelerators of the live pods of the license's tenant stamped with it."""
         self._ensure_consumption()
-        used = self.reservations.get(license_name, NO_USAGE)
+        used = NO_USAGE
         by_namespace = self._consumption.get(license_name)
         if by_namespace:
             lic = self.licenses.get(license_name)
@@ -249,6 +264,10 @@ class ClusterState:
                 if lic is None or self._claims(lic.spec.tenant, namespace):
                     used = used + usage
         return used
+
+    def known_pod_uids(self) -> set[str]:
+        """The uids of the pods this view knows, whatever their phase (the reconciler's "seen")."""
+        return {pod.metadata.uid for pod in self.pods.values() if pod.metadata.uid}
 
     def _claims(self, tenant: str, namespace: str) -> bool:
         if tenant in self._tenants_by_listed_namespace.get(namespace, ()):
@@ -269,6 +288,9 @@ class ClusterState:
                 self._drop_license(obj.metadata.name)
                 self.licenses[obj.metadata.name] = obj
                 self._licenses_by_tenant[obj.spec.tenant].add(obj.metadata.name)
+                ledger = Ledger.from_status(obj.status)
+                if ledger is not None:
+                    self.ledgers[obj.metadata.name] = ledger
             case CompliancePolicy():
                 self.policy_object = obj
                 self._policy = None
@@ -335,6 +357,7 @@ class ClusterState:
                 self._tenants_by_listed_namespace[namespace].discard(name)
 
     def _drop_license(self, name: str) -> None:
+        self.ledgers.pop(name, None)
         old = self.licenses.pop(name, None)
         if old is not None:
             self._licenses_by_tenant[old.spec.tenant].discard(name)

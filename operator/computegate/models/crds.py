@@ -39,6 +39,10 @@ def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     if "const" in node:
         return {"type": "string", "enum": [node["const"]]}
     out: JsonSchema = {key: value for key, value in node.items() if key not in _DROPPED_KEYS}
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(out.get(exclusive), int | float) and not isinstance(out[exclusive], bool):
+            # JSON Schema 2020-12 gives the bound; Kubernetes' OpenAPI v3 schemas a flag beside it.
+            out[bound], out[exclusive] = out[exclusive], True
     if "enum" in node and "type" not in node:
         out["type"] = "string"
     if "properties" in node:

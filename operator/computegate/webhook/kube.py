@@ -7,6 +7,7 @@ blocks the event loop that answers admission requests.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,15 +18,13 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from computegate.models.resources import GROUP, VERSION
+from computegate.vocabulary import WORKLOAD_BY_PLURAL
 
 logger = logging.getLogger(__name__)
 
-_CONTROLLER_READERS = {
-    "deployments": "read_namespaced_deployment",
-    "replicasets": "read_namespaced_replica_set",
-    "statefulsets": "read_namespaced_stateful_set",
-}
+
+class Conflict(Exception):
+    """A compare-and-swap lost: the object changed since it was read (HTTP 409)."""
 
 
 @dataclass
@@ -79,33 +78,64 @@ class Kube:
         except (ApiException, OSError) as error:  # an Event is best effort; the decision stands
             logger.warning("Could not post an Event: %s", getattr(error, "reason", error))
 
-    async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        method = _CONTROLLER_READERS.get(plural)
-        if method is None:
-            return None
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One request with this identity; the JSON answer. Raises ``ApiException`` (``.status``)."""
+        method, url, headers, payload, _ = self.api.param_serialize(
+            method,
+            path,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(method, url, header_params=headers, body=payload)
+        response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason, body=response.data.decode())
+        data: dict[str, Any] = json.loads(response.data)
+        return data
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when there is none."""
 
         def call() -> dict[str, Any] | None:
-            apps = client.AppsV1Api(self.api)
             try:
-                response = getattr(apps, method)(name, namespace, _preload_content=False)
+                return self._call("GET", path)
             except ApiException as error:
                 if error.status == 404:
                     return None
                 raise
-            import json
-
-            data: dict[str, Any] = json.loads(response.data)
-            return data
 
         return await asyncio.to_thread(call)
 
-    async def patch_license_status(self, name: str, status: Mapping[str, Any]) -> None:
-        def call() -> None:
-            client.CustomObjectsApi(self.api).patch_cluster_custom_object_status(
-                GROUP, VERSION, "exportlicenses", name, {"status": dict(status)}
-            )
+    async def put(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace; with ``metadata.resourceVersion`` a compare-and-swap (``Conflict`` when lost)."""
 
-        await asyncio.to_thread(call)
+        def call() -> dict[str, Any]:
+            try:
+                return self._call("PUT", path, body)
+            except ApiException as error:
+                if error.status == 409:
+                    raise Conflict(path) from None
+                raise
+
+        return await asyncio.to_thread(call)
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            try:
+                return self._call("POST", path, body)
+            except ApiException as error:
+                if error.status == 409:
+                    raise Conflict(path) from None
+                raise
+
+        return await asyncio.to_thread(call)
+
+    async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        workload = WORKLOAD_BY_PLURAL.get(plural)
+        if workload is None or not workload.scalable:
+            return None
+        return await self.get(f"/apis/{workload.api_version}/namespaces/{namespace}/{plural}/{name}")
 
     async def apply_configuration(self, body: Mapping[str, Any]) -> None:
         """Create or replace a Validating/MutatingWebhookConfiguration."""

@@ -1,7 +1,8 @@
-"""ExportLicense ``.status``: what the pods that exist consume, and what is left (DESIGN.md step 5).
+"""ExportLicense ``.status`` as people read it, from the license's ledger (DESIGN.md step 7).
 
-``license_status`` is pure (state in, status out); the operator writes it through the status
-subresource only when it changes, so the write's own watch event settles without another one.
+``license_status`` is pure (a license and its ledger in, the display fields out); only the
+elected reconciler writes them (``computegate.webhook.ledger``), through the status
+subresource, and only when they change.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from computegate.engine import ClusterState
+from computegate.engine.ledger import Ledger
 from computegate.models.resources import ExportLicense
 
 
@@ -17,41 +18,51 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(value, 6)
 
 
-def _validity(lic: ExportLicense, at: datetime) -> tuple[str, str, str]:
+def _stamp(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _validity(lic: ExportLicense, at: datetime) -> tuple[str, str, str, str | None]:
+    """(status, reason, message, when it became so if the license itself says when)."""
     spec = lic.spec
     if spec.revoked:
-        return "False", "Revoked", spec.revoked_reason or "the license is revoked"
+        return "False", "Revoked", spec.revoked_reason or "the license is revoked", None
     if at >= spec.valid_until:
-        return "False", "Expired", f"expired at {spec.valid_until.isoformat()}"
+        return "False", "Expired", f"expired at {_stamp(spec.valid_until)}", _stamp(spec.valid_until)
     if at < spec.valid_from:
-        return "False", "NotYetValid", f"valid from {spec.valid_from.isoformat()}"
-    return "True", "Active", f"valid until {spec.valid_until.isoformat()}"
+        return "False", "NotYetValid", f"valid from {_stamp(spec.valid_from)}", None
+    return "True", "Active", f"valid until {_stamp(spec.valid_until)}", _stamp(spec.valid_from)
 
 
-def license_status(state: ClusterState, lic: ExportLicense, at: datetime) -> dict[str, Any]:
-    """The status the operator keeps, without timestamps (compared to decide whether to write)."""
-    name = lic.metadata.name
-    used = state.consumption(name)
-    reserved = state.reservations.get(name)
+def license_status(lic: ExportLicense, ledger: Ledger, at: datetime) -> dict[str, Any]:
+    """The display fields: used, reserved, headroom, a state at a glance, and conditions."""
+    spec = lic.spec
+    used_tpp = float(ledger.committed_tpp)
+    used_count = float(ledger.committed_accelerators)
     status: dict[str, Any] = {
-        "consumedTPP": _number(used.tpp),
-        "consumedAccelerators": _number(used.accelerators),
-        "reservedTPP": _number(reserved.tpp) if reserved else 0,
-        "headroomTPP": _number(lic.spec.max_tpp - used.tpp),
+        "consumedTPP": _number(used_tpp),
+        "consumedAccelerators": _number(used_count),
+        "reservedTPP": _number(float(ledger.reserved_tpp)),
+        "reservations": len(ledger.reservations),
+        "headroomTPP": _number(spec.max_tpp - used_tpp),
     }
-    if lic.spec.max_accelerators is not None:
-        status["headroomAccelerators"] = _number(lic.spec.max_accelerators - used.accelerators)
-    valid, reason, message = _validity(lic, at)
-    full = used.tpp >= lic.spec.max_tpp or (
-        lic.spec.max_accelerators is not None and used.accelerators >= lic.spec.max_accelerators
+    if spec.max_accelerators is not None:
+        status["headroomAccelerators"] = _number(spec.max_accelerators - used_count)
+    valid, reason, message, since = _validity(lic, at)
+    full = used_tpp >= spec.max_tpp or (
+        spec.max_accelerators is not None and used_count >= spec.max_accelerators
     )
+    status["state"] = reason if valid == "False" else ("Exhausted" if full else "Active")
+    valid_condition: dict[str, Any] = {"type": "Valid", "status": valid, "reason": reason, "message": message}
+    if since is not None:
+        valid_condition["lastTransitionTime"] = since
     status["conditions"] = [
-        {"type": "Valid", "status": valid, "reason": reason, "message": message},
+        valid_condition,
         {
             "type": "Exhausted",
             "status": "True" if full else "False",
             "reason": "CapReached" if full else "HeadroomLeft",
-            "message": f"{_number(used.tpp)} of {_number(lic.spec.max_tpp)} TPP used",
+            "message": f"{_number(used_tpp)} of {_number(spec.max_tpp)} TPP used",
         },
     ]
     return status
@@ -60,18 +71,21 @@ def license_status(state: ClusterState, lic: ExportLicense, at: datetime) -> dic
 def with_transition_times(
     status: dict[str, Any], previous: dict[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
-    """Keep a condition's lastTransitionTime unless its status changed."""
+    """Keep a condition's lastTransitionTime unless its status changed; a time the license
+    itself gives (its validUntil for Expired) wins over the moment we noticed."""
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
-    stamp = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     conditions = []
     for condition in status["conditions"]:
         old = before.get(condition["type"])
         kept = old.get("lastTransitionTime") if old and old.get("status") == condition["status"] else None
-        conditions.append({**condition, "lastTransitionTime": kept or stamp})
+        conditions.append(
+            {**condition, "lastTransitionTime": condition.get("lastTransitionTime") or kept or _stamp(now)}
+        )
     return {**status, "conditions": conditions}
 
 
 def comparable(status: dict[str, Any] | None) -> dict[str, Any]:
+    """A status without its timestamps, to decide whether a write would change anything."""
     if not status:
         return {}
     conditions = [

@@ -55,6 +55,21 @@ class Metrics:
             ["license", "tenant"],
             registry=self.registry,
         )
+        self.ledger_swaps = Counter(
+            "computegate_ledger_swaps",
+            "Compare-and-swaps of a license ledger that settled a batch of admissions.",
+            registry=self.registry,
+        )
+        self.ledger_conflicts = Counter(
+            "computegate_ledger_conflicts",
+            "Compare-and-swaps of a license ledger lost to another writer (then read and tried again).",
+            registry=self.registry,
+        )
+        self.ledger_expired = Counter(
+            "computegate_ledger_expired_reservations",
+            "Reservations dropped because their pod never appeared within the TTL.",
+            registry=self.registry,
+        )
         self.synced = Gauge(
             "computegate_state_synced", "1 once every watch has listed its objects.", registry=self.registry
         )

@@ -3,8 +3,9 @@
 1. Options (flags) → API access, serving certificates, the state, the reviewer, observers.
 2. The health port (``/healthz``, ``/readyz``, ``/metrics``) starts first, so probes answer
    while the watches list.
-3. Background work: ExportLicense status, our own webhook configurations (``--register``),
-   and the self-managed certificate (``--tls-self-managed``).
+3. Background work: the Lease election and the license ledger's reconciler (only the elected
+   replica writes), our own webhook configurations (``--register``), and the self-managed
+   certificate (``--tls-self-managed``).
 4. The admission server (``server.WebhookServer``) answers reviews through ``runtime.admit``.
 5. Kopf runs standalone (no peering: every replica keeps watching) with the watches of
    ``handlers.REGISTRY`` until SIGTERM/SIGINT or the ``stop`` event.
@@ -17,6 +18,7 @@ import base64
 import contextlib
 import logging
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -28,6 +30,7 @@ from computegate.webhook.certs import ServingFiles, ensure_serving_files
 from computegate.webhook.handlers import REGISTRY
 from computegate.webhook.health import serve_health
 from computegate.webhook.kube import Kube
+from computegate.webhook.ledger import Election, LedgerWriter, Reconciler
 from computegate.webhook.observe import Metrics, configure_decision_log
 from computegate.webhook.options import Options
 from computegate.webhook.review import Reviewer
@@ -50,14 +53,17 @@ def build_runtime(options: Options, *, ca_changed: asyncio.Event) -> Runtime:
         reload_interval=options.reload_interval,
         on_reload=lambda _: ca_changed.set(),
     )
+    kube = Kube.connect(options.kubeconfig)
+    metrics = Metrics()
     return Runtime(
         state=state,
         reviewer=Reviewer(
             state, admin_users=frozenset(options.admin_users), admin_groups=frozenset(options.admin_groups)
         ),
-        metrics=Metrics(),
+        metrics=metrics,
         decisions=configure_decision_log(),
-        kube=Kube.connect(options.kubeconfig),
+        kube=kube,
+        ledger=LedgerWriter(kube, state, metrics, settle_within=options.settle_within),
         server=server,
     )
 
@@ -114,6 +120,12 @@ async def self_managed_tls(options: Options, stop: asyncio.Event) -> None:
     )
 
 
+async def reconcile_when_synced(runtime: Runtime, reconciler: Reconciler, *, interval: float) -> None:
+    # Only a complete view may lower what a license has committed.
+    await runtime.synced.wait()
+    await reconciler.run(runtime.licenses_changed, interval=interval)
+
+
 async def serve_admission(runtime: Runtime, options: Options, stop: asyncio.Event) -> None:
     if options.tls_self_managed:
         # The server needs the files the Secret provides; they appear on the disk only.
@@ -126,8 +138,17 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     ca_changed = asyncio.Event()
     runtime = build_runtime(options, ca_changed=ca_changed)
+    election = Election(runtime.kube, options.namespace)
+    reconciler = Reconciler(
+        runtime.kube,
+        runtime.state,
+        runtime.metrics,
+        election,
+        ttl=timedelta(seconds=options.reservation_ttl),
+    )
     background: list[Awaitable[None]] = [
-        runtime.keep_license_status(interval=options.license_status_interval)
+        election.run(),
+        reconcile_when_synced(runtime, reconciler, interval=options.reconcile_interval),
     ]
     if options.register:
         background.append(keep_registered(runtime, options, ca_changed))

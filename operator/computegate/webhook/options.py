@@ -26,7 +26,9 @@ class Options:
     secret_name: str = "computegate-webhook-tls"
     service_name: str = "computegate-webhook"
     reload_interval: float = 2.0
-    license_status_interval: float = 30.0
+    reconcile_interval: float = 10.0  # the ledger's reconciler looks at least this often
+    reservation_ttl: float = 120.0  # longer than the API server's request timeout (60 s)
+    settle_within: float = 3.0  # a reservation not settled by then is refused as retryable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="in a cluster: keep the serving certificate in a Secret and the caBundle current",
     )
-    parser.add_argument("--namespace", default=d.namespace, help="own namespace (--tls-self-managed)")
+    parser.add_argument(
+        "--namespace", default=d.namespace, help="own namespace: the ledger's Lease, the TLS Secret"
+    )
     parser.add_argument("--secret-name", default=d.secret_name, help="TLS Secret (--tls-self-managed)")
     parser.add_argument("--service-name", default=d.service_name, help="webhook Service (--tls-self-managed)")
     parser.add_argument(
@@ -94,7 +98,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.reload_interval,
         help="seconds between checks of the certificate files",
     )
-    parser.set_defaults(handler=_run)
+    parser.add_argument(
+        "--reservation-ttl",
+        type=float,
+        default=d.reservation_ttl,
+        help="seconds after which a reservation whose pod never appeared is dropped (keep it above the "
+        "API server's request timeout)",
+    )
+    parser.add_argument(
+        "--reconcile-interval",
+        type=float,
+        default=d.reconcile_interval,
+        help="seconds between the ledger reconciler's passes when nothing changes",
+    )
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -116,10 +132,6 @@ def options_from(args: argparse.Namespace) -> Options:
         secret_name=args.secret_name,
         service_name=args.service_name,
         reload_interval=args.reload_interval,
+        reservation_ttl=args.reservation_ttl,
+        reconcile_interval=args.reconcile_interval,
     )
-
-
-def _run(args: argparse.Namespace) -> int:
-    from computegate.webhook.operator import main
-
-    return main(options_from(args))

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from computegate.engine import ClusterState, Code, Verdict, decide, decide_update
 from computegate.models.kube import Controller, Pod, ResourceClaim, Workload
+from computegate.models.resources import Enforcement
 from computegate.statefiles import describe_validation_error
 from computegate.vocabulary import (
     CODE_ANNOTATION,
@@ -39,6 +40,7 @@ INVALID_OBJECT = "InvalidObject"
 PROTECTED_STAMPS = "ProtectedAnnotations"
 TENANT_LABEL_PROTECTED = "TenantLabelProtected"
 NOT_JUDGED = "NotJudged"  # e.g. an UPDATE that cannot change what a claim delivers
+LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the license ledger could not be settled: retry
 
 _MAX_INT = 2**63  # nothing in a Kubernetes object is larger; bigger numbers are hostile
 _MAX_QUANTITY_TEXT = 40
@@ -225,12 +227,14 @@ class Reviewer:
 
     # ----- workloads -----
 
-    def _verdict(self, request: Request) -> Verdict:
+    def _verdict(self, request: Request, *, keep_stamped_license: bool = False) -> Verdict:
         new = parse_workload(request.plural, request.body)
         if request.operation == "UPDATE" and request.old is not None:
             old = parse_workload(request.plural, request.old)
             return decide_update(self.state, old, new, at=self.clock())
-        return decide(self.state, new, at=self.clock())
+        # The validating webhook judges the license the mutating webhook chose, if it still admits.
+        stamped = _annotations(request.body).get(LICENSE_ANNOTATION) if keep_stamped_license else None
+        return decide(self.state, new, at=self.clock(), prefer_license=stamped)
 
     def _invalid(self, request: Request, error: InvalidObject, decision_id: str) -> Outcome:
         message = f"[{INVALID_OBJECT}] ComputeGate cannot read this object: {error}"
@@ -280,7 +284,7 @@ class Reviewer:
         current = _annotations(request.body)
         decision_id = current.get(DECISION_ID_ANNOTATION) or self.new_id()
         try:
-            verdict = self._verdict(request)
+            verdict = self._verdict(request, keep_stamped_license=True)
         except InvalidObject as error:
             return self._invalid(request, error, decision_id)
         outcome = Outcome(
@@ -307,6 +311,49 @@ class Reviewer:
             )
             return Outcome(request, False, PROTECTED_STAMPS, message, decision_id, verdict=verdict)
         return outcome
+
+    def not_reserved(
+        self, outcome: Outcome, *, committed_tpp: float, max_tpp: float, retryable: bool, reason: str
+    ) -> Outcome:
+        """A licensed pod the ledger did not charge (DESIGN.md step 7): over the cap once every
+        replica's admissions are counted, or the ledger could not be settled in time."""
+        verdict = outcome.verdict
+        assert verdict is not None and verdict.license is not None
+        what = f"{outcome.kind} {outcome.namespace}/{outcome.name}"
+        if retryable:
+            code, http = LEDGER_UNAVAILABLE, 429
+            message = (
+                f"[{LEDGER_UNAVAILABLE}] {what} could not be charged to ExportLicense {verdict.license} now "
+                f"({reason}). Nothing was admitted unaccounted; retry in a few seconds (controllers retry "
+                "by themselves)."
+            )
+        else:
+            code, http = Code.LICENSE_CAP_EXCEEDED.value, 403
+            detail = reason or (
+                f"ExportLicense {verdict.license} has committed {_fmt(committed_tpp)} of its "
+                f"{_fmt(max_tpp)} TPP, counting what every webhook replica has admitted"
+            )
+            message = (
+                f"[{code}] {what} asks for {_fmt(verdict.controlled_tpp)} controlled TPP, but {detail}, "
+                "so it no longer fits. Free capacity (delete or scale down workloads under the license) "
+                "or ask a cluster admin for a larger license; a retry chooses a license again."
+            )
+        if self.state.policy.enforcement is Enforcement.AUDIT:
+            audited = verdict.model_copy(update={"audit": True, "license": None})
+            warning = f"Audit mode, would deny: {message}"
+            return Outcome(
+                outcome.request,
+                True,
+                code,
+                message,
+                outcome.decision_id,
+                verdict=audited,
+                warnings=(warning,),
+            )
+        denied = verdict.model_copy(update={"allowed": False, "message": message})
+        return Outcome(
+            outcome.request, False, code, message, outcome.decision_id, verdict=denied, http_code=http
+        )
 
     # ----- scale subresource -----
 

@@ -8,21 +8,19 @@ The webhook server hands it each parsed review (``admit``); it asks the ``Review
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kopf
 
-from computegate.engine import ClusterState
+from computegate.engine import ClusterState, Code
+from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
 from computegate.vocabulary import SCALABLE, WORKLOAD_BY_PLURAL
-from computegate.webhook import licenses
 from computegate.webhook.admission import AdmissionRequest, annotations_patch, answer
 from computegate.webhook.configuration import (
     MUTATE_WORKLOADS,
@@ -32,6 +30,7 @@ from computegate.webhook.configuration import (
     VALIDATE_WORKLOADS,
 )
 from computegate.webhook.kube import Kube
+from computegate.webhook.ledger import LedgerWriter
 from computegate.webhook.observe import Metrics, event_for, log_decision
 from computegate.webhook.review import Outcome, Request, Reviewer
 from computegate.webhook.server import WebhookServer
@@ -48,6 +47,7 @@ class Runtime:
     decisions: logging.Logger
     kube: Kube
     server: WebhookServer
+    ledger: LedgerWriter
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -114,7 +114,7 @@ class Runtime:
         elif webhook == VALIDATE_SCALE:
             outcome = self.reviewer.validate_scale(request, await self._controller_of(request))
         else:
-            outcome = self.reviewer.validate_workload(request)
+            outcome = await self._reserved(self.reviewer.validate_workload(request))
         self._observe(outcome, time.perf_counter() - started)
         return answer(
             review.uid,
@@ -122,6 +122,39 @@ class Runtime:
             message=outcome.message,
             code=outcome.http_code,
             warnings=outcome.warnings,
+        )
+
+    async def _reserved(self, outcome: Outcome) -> Outcome:
+        """An admitted licensed pod is charged to its license's ledger before it is admitted
+        (DESIGN.md step 7); dry runs and admissions only Audit allowed reserve nothing."""
+        verdict, request = outcome.verdict, outcome.request
+        if (
+            verdict is None
+            or not outcome.allowed
+            or verdict.audit
+            or verdict.license is None
+            or verdict.code is not Code.LICENSED
+            or request.dry_run
+            or request.operation != "CREATE"
+            or request.plural != "pods"
+        ):
+            return outcome
+        meta = request.body.get("metadata") or {}
+        reservation = ReserveRequest(
+            uid=str(meta.get("uid") or request.uid),
+            pod=f"{meta.get('namespace') or ''}/{meta.get('name') or meta.get('generateName') or ''}",
+            tpp=exact(verdict.controlled_tpp),
+            accelerators=exact(verdict.controlled_accelerators),
+        )
+        settled = await self.ledger.reserve(verdict.license, reservation)
+        if settled.reserved:
+            return outcome
+        return self.reviewer.not_reserved(
+            outcome,
+            committed_tpp=float(settled.committed_tpp),
+            max_tpp=float(settled.max_tpp),
+            retryable=settled.reserved is None,
+            reason=settled.reason,
         )
 
     def _mutate(self, request: Request) -> bytes:
@@ -156,43 +189,6 @@ class Runtime:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # ----- ExportLicense status and the license gauges -----
-
-    async def keep_license_status(self, *, interval: float) -> None:
-        """Write each license's status when it changes (debounced), and refresh the gauges."""
-        await self.synced.wait()
-        written: dict[str, dict[str, Any]] = {}
-        known: set[tuple[str, str]] = set()
-        while True:
-            self.licenses_changed.clear()
-            now = datetime.now(UTC)
-            current: set[tuple[str, str]] = set()
-            for name, lic in list(self.state.licenses.items()):
-                status = licenses.license_status(self.state, lic, now)
-                tenant = lic.spec.tenant
-                current.add((name, tenant))
-                self.metrics.consumed_tpp.labels(name, tenant).set(status["consumedTPP"])
-                self.metrics.consumed_accelerators.labels(name, tenant).set(status["consumedAccelerators"])
-                self.metrics.headroom_tpp.labels(name, tenant).set(status["headroomTPP"])
-                previous = written.get(name) or lic.status
-                if licenses.comparable(previous) == licenses.comparable(status):
-                    continue
-                full = licenses.with_transition_times(status, previous, now)
-                try:
-                    await self.kube.patch_license_status(name, full)
-                except Exception as error:  # retried on the next change or tick
-                    logger.warning("Could not update the status of ExportLicense %s: %s", name, error)
-                    continue
-                written[name] = full
-            for name, tenant in known - current:
-                self.metrics.forget_license(name, tenant)
-                written.pop(name, None)
-            known = current
-            # Validity changes with time alone, so look again at least every `interval`.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.licenses_changed.wait(), timeout=interval)
-            await asyncio.sleep(0.5)  # debounce a burst of pod events into one write
 
 
 _SCALABLE_PLURALS = frozenset(workload.plural for workload in SCALABLE)
