@@ -14,7 +14,7 @@ from computegate.models.kube import Container, Controller, Pod, PodSpec, Workloa
 from computegate.models.resources import UnknownAcceleratorAction
 
 if TYPE_CHECKING:
-    from computegate.engine.state import ClusterState, ResolvedProfile, Usage
+    from computegate.engine.state import ClusterState, ResolvedProfile, UsageBreakdown
 
 # The accelerator resource families of DESIGN.md step 2; the webhook's matchConditions are built
 # from the same two constants, so what reaches the webhook and what the engine counts agree.
@@ -244,11 +244,27 @@ def _display_resource(resource: str) -> str:
     return resource.replace(_CLAIM, "resourceclaim/", 1) if resource.startswith(_CLAIM) else resource
 
 
-def controlled_usage(state: ClusterState, spec: PodSpec, namespace: str) -> Usage:
-    from computegate.engine.state import Usage
+def usage_by_coverage(state: ClusterState, spec: PodSpec, namespace: str) -> UsageBreakdown:
+    """A pod's use as license consumption needs it, before any tenant is known.
 
-    uses = [use for use in pod_uses(state, spec, namespace) if use.controlled]
-    return Usage(sum(use.tpp for use in uses), sum(use.count for use in uses))
+    Key ``BAND_CONTROLLED``: accelerators in a controlled band. Key a profile name: accelerators
+    outside the bands that a bandwidth control may cover; whether one does depends on the
+    license's tenant, so ``ClusterState.consumption`` decides when it sums.
+    """
+    from computegate.engine.bandwidth import may_be_covered
+    from computegate.engine.state import BAND_CONTROLLED, Usage
+
+    breakdown: UsageBreakdown = {}
+    for use in pod_uses(state, spec, namespace):
+        if use.controlled:
+            key = BAND_CONTROLLED
+        elif may_be_covered(state.profiles.by_name[use.profile].spec):
+            key = use.profile
+        else:
+            continue
+        before = breakdown.get(key, Usage(0.0, 0.0))
+        breakdown[key] = before + Usage(use.tpp, use.count)
+    return breakdown
 
 
 def workload_pods(state: ClusterState, workload: Workload) -> list[tuple[PodSpec, int]]:
