@@ -68,12 +68,13 @@ def footprint(state: ClusterState, workload: Workload) -> Footprint:
     tenant = state.tenant_for_namespace(namespace).tenant if uses else None
     if tenant is None or not state.policy.bandwidth_controls:
         return Footprint.of(tuple(uses))
-    return _with_bandwidth_controls(state, tuple(uses), tenant)
+    return with_bandwidth_controls(state, tuple(uses), tenant)
 
 
-def _with_bandwidth_controls(
+def with_bandwidth_controls(
     state: ClusterState, uses: tuple[AcceleratorUse, ...], tenant: Tenant
 ) -> Footprint:
+    """The uses with those a bandwidth control covers for the tenant marked controlled."""
     found: dict[str, tuple[Coverage, ...]] = {}
     for use in uses:
         if not use.controlled and use.profile not in found:
