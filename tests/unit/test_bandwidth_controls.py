@@ -370,3 +370,65 @@ def test_the_built_in_control_names_china_hong_kong_macau_and_d5() -> None:
     assert set(control.jurisdictions) == {"CN", "HK", "MO"}
     assert control.groups == ["D:5"]
     assert "2025" in control.source
+
+
+# ----- the worst case among candidate models (step 3): controlled for the tenant first -----
+
+RTX = "NVIDIA-GeForce-RTX-4090-D"
+RTX_PROFILE = profile(
+    "rtx-4090-d",
+    vendor="NVIDIA",
+    model="GeForce RTX 4090 D",
+    resourceNames=["nvidia.com/gpu"],
+    productLabels={PRODUCT: [RTX]},
+    tpp=4708,
+    datacenter=False,
+    memoryBandwidthGBps=1008,
+    ioBandwidthGBps=64,
+)
+ANY_GPU = pod(gpus=1)  # no selector: it may land on either model
+
+
+def test_a_covered_h20_is_not_hidden_by_an_uncontrolled_chip_with_more_tpp(h20_state: StateFactory) -> None:
+    state = h20_state(RTX_PROFILE, node("rtx-1", RTX), tenant("acme", "CN", namespaces=["team"]))
+    verdict = verdict_of(state, ANY_GPU)
+    assert verdict.code is Code.NO_LICENSE
+    assert verdict.uses[0].profile == "h20"
+
+
+def test_for_a_tenant_no_control_covers_the_highest_tpp_counts(h20_state: StateFactory) -> None:
+    state = h20_state(RTX_PROFILE, node("rtx-1", RTX), tenant("acme", "US", namespaces=["team"]))
+    verdict = verdict_of(state, ANY_GPU)
+    assert verdict.code is Code.NOT_CONTROLLED
+    assert verdict.uses[0].profile == "rtx-4090-d"
+
+
+def test_an_unbound_licensed_pod_consumes_as_the_model_its_tenant_would_be_judged_on(
+    h20_state: StateFactory,
+) -> None:
+    state = h20_state(
+        RTX_PROFILE,
+        node("rtx-1", RTX),
+        license_("lic", "acme"),
+        running(pod("old", gpus=1), license_name="lic"),
+    )
+    assert state.consumption("lic").tpp == 0  # counted before its tenant is known
+    state.upsert(obj(tenant("acme", "CN", namespaces=["team"])))
+    assert state.consumption("lic").tpp == H20_TPP
+    state.upsert(obj(tenant("acme", "US", namespaces=["team"])))
+    assert state.consumption("lic").tpp == 0
+
+
+def test_a_band_controlled_model_counts_before_an_uncontrolled_one_with_more_tpp(
+    make_state: StateFactory,
+) -> None:
+    dense = profile("dense", vendor="X", model="Dense", resourceNames=["nvidia.com/gpu"],
+                    productLabels={PRODUCT: ["Dense"]}, tpp=2000, performanceDensity=6.0)  # fmt: skip
+    wide = profile("wide", vendor="X", model="Wide", resourceNames=["nvidia.com/gpu"],
+                   productLabels={PRODUCT: ["Wide"]}, tpp=3000, performanceDensity=1.0)  # fmt: skip
+    state = make_state(
+        dense, wide, node("d", "Dense"), node("w", "Wide"), tenant("acme", "CN", namespaces=["team"])
+    )
+    verdict = verdict_of(state, ANY_GPU)
+    assert verdict.uses[0].profile == "dense"
+    assert verdict.code is Code.NO_LICENSE

@@ -61,11 +61,11 @@ def footprint(state: ClusterState, workload: Workload) -> Footprint:
     """The workload's accelerators; those outside the controlled bands that a bandwidth control
     covers for the namespace's tenant are marked controlled (DESIGN.md step 5)."""
     namespace = workload.metadata.namespace or ""
+    tenant = state.tenant_for_namespace(namespace).tenant
     uses: list[AcceleratorUse] = []
     for spec, count in workload_pods(state, workload):
         if count > 0:
-            uses.extend(pod_uses(state, spec, namespace, count))
-    tenant = state.tenant_for_namespace(namespace).tenant if uses else None
+            uses.extend(pod_uses(state, spec, namespace, count, tenant=tenant))
     if tenant is None or not state.policy.bandwidth_controls:
         return Footprint.of(tuple(uses))
     return with_bandwidth_controls(state, tuple(uses), tenant)

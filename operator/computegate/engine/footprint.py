@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from computegate.engine.bandwidth import coverages
 from computegate.engine.selection import named_label_values, node_admitted, selector_key
 from computegate.engine.verdict import AcceleratorUse
 from computegate.models.kube import Container, Controller, Pod, PodSpec, Workload
-from computegate.models.resources import UnknownAcceleratorAction
+from computegate.models.resources import Tenant, UnknownAcceleratorAction
 
 if TYPE_CHECKING:
     from computegate.engine.state import ClusterState, ResolvedProfile, UsageBreakdown
@@ -217,20 +219,24 @@ def _largest_node_count(state: ClusterState, device_class: str) -> Fraction:
     return max([Fraction(1), *counts])
 
 
-def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int = 1) -> list[AcceleratorUse]:
-    """The accelerators one pod asks for, each resolved to the model that counts (the worst case)."""
+def pod_uses(
+    state: ClusterState, spec: PodSpec, namespace: str, multiplier: int = 1, *, tenant: Tenant | None = None
+) -> list[AcceleratorUse]:
+    """The accelerators one pod asks for, each resolved to the model that counts (the worst case
+    for ``tenant``, the tenant whose use it is)."""
+    worst_case = _worst_case_key(state, tenant)
     uses = []
     asks = effective_requests(spec, state)
     if spec.resource_claims:
         asks.update(_claim_requests(spec, namespace, state))
     for resource, count in sorted(asks.items()):
         candidates = _candidates(state, spec, resource)
-        worst = max(candidates.profiles, key=lambda p: (p.spec.tpp, p.name), default=None)
+        worst = max(candidates.profiles, key=worst_case, default=None)
         resolved = not candidates.unresolved
         if not resolved and state.policy.unknown_accelerator is UnknownAcceleratorAction.ASSUME_MOST_CAPABLE:
             serving = _profiles_for_resource(resource, state)
             pool = serving or list(state.profiles.by_name.values())
-            worst = max([*pool, *candidates.profiles], key=lambda p: (p.spec.tpp, p.name), default=None)
+            worst = max([*pool, *candidates.profiles], key=worst_case, default=None)
         if worst is None:
             worst = state.profiles.most_capable
         if worst is None:
@@ -240,11 +246,33 @@ def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int
     return uses
 
 
+def _worst_case_key(
+    state: ClusterState, tenant: Tenant | None
+) -> Callable[[ResolvedProfile], tuple[bool, float, str]]:
+    """Which candidate model counts: one controlled for the tenant before one that is not, then
+    the highest TPP. By TPP alone, an uncontrolled chip with more TPP (an RTX 4090 D) would hide
+    a covered one with less (an H20) on the nodes a pod may land on."""
+    policy = state.policy
+    controls = policy.bandwidth_controls if tenant is not None else ()
+
+    def key(profile: ResolvedProfile) -> tuple[bool, float, str]:
+        controlled = profile.band in policy.controlled_bands or (
+            bool(controls)
+            and tenant is not None
+            and bool(coverages(policy, profile.name, profile.spec, tenant.spec))
+        )
+        return (controlled, profile.spec.tpp, profile.name)
+
+    return key
+
+
 def _display_resource(resource: str) -> str:
     return resource.replace(_CLAIM, "resourceclaim/", 1) if resource.startswith(_CLAIM) else resource
 
 
-def usage_by_coverage(state: ClusterState, spec: PodSpec, namespace: str) -> UsageBreakdown:
+def usage_by_coverage(
+    state: ClusterState, spec: PodSpec, namespace: str, *, tenant: Tenant | None = None
+) -> UsageBreakdown:
     """A pod's use as license consumption needs it, before any tenant is known.
 
     Key ``BAND_CONTROLLED``: accelerators in a controlled band. Key a profile name: accelerators
@@ -255,7 +283,7 @@ def usage_by_coverage(state: ClusterState, spec: PodSpec, namespace: str) -> Usa
     from computegate.engine.state import BAND_CONTROLLED, Usage
 
     breakdown: UsageBreakdown = {}
-    for use in pod_uses(state, spec, namespace):
+    for use in pod_uses(state, spec, namespace, tenant=tenant):
         if use.controlled:
             key = BAND_CONTROLLED
         elif may_be_covered(state.profiles.by_name[use.profile].spec):

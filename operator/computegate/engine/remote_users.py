@@ -98,7 +98,7 @@ def _controlled_uses(state: ClusterState, tenant: Tenant, licenses: frozenset[st
     for (namespace, _), pod in sorted(state.pods.items()):
         if not _counts(pod, namespace, namespaces, licenses):
             continue
-        uses = tuple(pod_uses(state, pod.spec, namespace))
+        uses = tuple(pod_uses(state, pod.spec, namespace, tenant=tenant))
         controlled = with_bandwidth_controls(state, uses, tenant).controlled
         for profile in {use.profile for use in controlled}:
             mine = [use for use in controlled if use.profile == profile]

@@ -295,8 +295,11 @@ class ClusterState:
     def upsert(self, obj: StateObject) -> None:
         match obj:
             case Tenant():
+                old_tenant = self.tenants.get(obj.metadata.name)
                 self._drop_tenant(obj.metadata.name)
                 self.tenants[obj.metadata.name] = obj
+                if old_tenant is None or old_tenant.spec != obj.spec:
+                    self._invalidate_consumption()  # which model an unbound pod counts as may change
                 for namespace in obj.spec.namespaces:
                     self._tenants_by_listed_namespace[namespace].add(obj.metadata.name)
             case ExportLicense():
@@ -311,7 +314,12 @@ class ClusterState:
                 self.cluster_profiles[obj.metadata.name] = obj.spec
                 self._hardware_changed()
             case Namespace():
+                before = self.namespaces.get(obj.metadata.name)
                 self.namespaces[obj.metadata.name] = obj
+                if (before.metadata.labels if before else {}).get(TENANT_LABEL) != obj.metadata.labels.get(
+                    TENANT_LABEL
+                ):
+                    self._invalidate_consumption()  # its pods' tenant changed
             case Node():
                 previous = self.nodes.get(obj.metadata.name)
                 self.nodes[obj.metadata.name] = obj
@@ -338,6 +346,7 @@ class ClusterState:
         match kind:
             case "Tenant":
                 self._drop_tenant(name)
+                self._invalidate_consumption()
             case "ExportLicense":
                 self._drop_license(name)
             case "CompliancePolicy":
@@ -348,7 +357,8 @@ class ClusterState:
                 if self.cluster_profiles.pop(name, None) is not None:
                     self._hardware_changed()
             case "Namespace":
-                self.namespaces.pop(name, None)
+                if self.namespaces.pop(name, None) is not None:
+                    self._invalidate_consumption()
             case "Node":
                 if self.nodes.pop(name, None) is not None:
                     self._hardware_changed()
@@ -396,7 +406,8 @@ class ClusterState:
             return
         from computegate.engine.footprint import usage_by_coverage  # footprint reads this module
 
-        usage = usage_by_coverage(self, pod.spec, key[0])
+        # The model of an unbound pod is chosen for its namespace's tenant, as in the decision.
+        usage = usage_by_coverage(self, pod.spec, key[0], tenant=self.tenant_for_namespace(key[0]).tenant)
         self._licensed_pods[key] = _LicensedPod(license_name, key[0], usage)
         by_namespace = self._consumption.setdefault(license_name, {})
         _add_breakdown(by_namespace.setdefault(key[0], {}), usage)
