@@ -432,3 +432,26 @@ def test_a_band_controlled_model_counts_before_an_uncontrolled_one_with_more_tpp
     verdict = verdict_of(state, ANY_GPU)
     assert verdict.uses[0].profile == "dense"
     assert verdict.code is Code.NO_LICENSE
+
+
+# ----- the CRDs carry the bandwidth fields in a form the API server accepts -----
+
+
+def _exclusive_bounds(node: object) -> list[object]:
+    if isinstance(node, dict):
+        found = [node[k] for k in ("exclusiveMinimum", "exclusiveMaximum") if k in node]
+        return found + [bound for value in node.values() for bound in _exclusive_bounds(value)]
+    if isinstance(node, list):
+        return [bound for item in node for bound in _exclusive_bounds(item)]
+    return []
+
+
+def test_the_crds_give_exclusive_bounds_as_openapi_v3_flags() -> None:
+    from computegate.models.crds import crd_manifests, spec_schema
+    from computegate.models.resources import AcceleratorProfileSpec
+
+    bounds = _exclusive_bounds(crd_manifests())
+    assert bounds, "the bandwidth fields are exclusive (> 0)"
+    assert all(bound is True for bound in bounds), bounds
+    dram = spec_schema(AcceleratorProfileSpec)["properties"]["memoryBandwidthGBps"]
+    assert (dram["minimum"], dram["exclusiveMinimum"]) == (0, True)
