@@ -16,21 +16,26 @@ from computegate.engine.state import Catalog, ClusterState
 from computegate.models.resources import GROUP, VERSION
 from computegate.statefiles import Document, InputError, parse_state_object
 
-_OURS = f"/apis/{GROUP}/{VERSION}"
-# (kind, collection path); resource.k8s.io is added in the version the server prefers.
+# (kind, API group or "" for the core group, plural); resource.k8s.io in the version the server
+# prefers. The client's typed calls are used (they are stable across its releases).
+_DRA_GROUP = "resource.k8s.io"
 _COLLECTIONS = (
-    ("AcceleratorProfile", f"{_OURS}/acceleratorprofiles"),
-    ("CompliancePolicy", f"{_OURS}/compliancepolicies"),
-    ("Tenant", f"{_OURS}/tenants"),
-    ("ExportLicense", f"{_OURS}/exportlicenses"),
-    ("Namespace", "/api/v1/namespaces"),
-    ("Node", "/api/v1/nodes"),
-    ("DeviceClass", "deviceclasses"),
-    ("ResourceClaimTemplate", "resourceclaimtemplates"),
-    ("ResourceClaim", "resourceclaims"),
-    ("Pod", "/api/v1/pods"),
+    ("AcceleratorProfile", GROUP, "acceleratorprofiles"),
+    ("CompliancePolicy", GROUP, "compliancepolicies"),
+    ("Tenant", GROUP, "tenants"),
+    ("ExportLicense", GROUP, "exportlicenses"),
+    ("Namespace", "", "namespaces"),
+    ("Node", "", "nodes"),
+    ("DeviceClass", _DRA_GROUP, "deviceclasses"),
+    ("ResourceClaimTemplate", _DRA_GROUP, "resourceclaimtemplates"),
+    ("ResourceClaim", _DRA_GROUP, "resourceclaims"),
+    ("Pod", "", "pods"),
 )
-_DRA_GROUP = "/apis/resource.k8s.io"
+_CORE_LISTS = {
+    "namespaces": "list_namespace",
+    "nodes": "list_node",
+    "pods": "list_pod_for_all_namespaces",
+}
 
 
 def load_live_state(kubeconfig: Path | None, catalog: Catalog) -> ClusterState:
@@ -58,36 +63,49 @@ def load_live_state(kubeconfig: Path | None, catalog: Catalog) -> ClusterState:
         api.close()
 
 
-def _get(api: Any, path: str) -> dict[str, Any] | None:
-    """GET a path as JSON; None when the server does not serve it (404)."""
+def _list(api: Any, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+    """Every object of one kind, as JSON; none when the server does not serve the kind (404)."""
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    where = f"{group or 'core'}/{version} {plural}"
+    listed: dict[str, Any]
     try:
-        response = api.call_api(
-            path, "GET", auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True
-        )
+        if group:
+            objects: Any = client.CustomObjectsApi(api).list_cluster_custom_object(group, version, plural)
+            listed = objects  # a plain dict (the client types it as object)
+        else:
+            response = getattr(client.CoreV1Api(api), _CORE_LISTS[plural])(_preload_content=False)
+            listed = json.loads(response.data)
     except ApiException as error:
         if error.status == 404:
-            return None
-        raise InputError(f"{path}: the API server answered {error.status} {error.reason}") from None
+            return []
+        raise InputError(f"{where}: the API server answered {error.status} {error.reason}") from None
     except OSError as error:
-        raise InputError(f"{path}: cannot reach the API server: {error}") from None
-    body: dict[str, Any] = json.loads(response.data)
-    return body
+        raise InputError(f"{where}: cannot reach the API server: {error}") from None
+    items: list[dict[str, Any]] = listed.get("items") or []
+    return items
+
+
+def _preferred_version(api: Any, group: str) -> str | None:
+    from kubernetes import client
+
+    for found in client.ApisApi(api).get_api_versions().groups or []:
+        if found.name == group and found.preferred_version is not None:
+            version: str = found.preferred_version.version
+            return version
+    return None
 
 
 def _read(api: Any, catalog: Catalog) -> ClusterState:
-    discovery = _get(api, _DRA_GROUP)
-    preferred = (discovery or {}).get("preferredVersion", {}).get("groupVersion")
+    dra_version = _preferred_version(api, _DRA_GROUP)
     state = ClusterState(catalog)
-    for kind, path in _COLLECTIONS:
-        if not path.startswith("/"):
-            if preferred is None:
-                continue  # no Dynamic Resource Allocation on this server
-            path = f"/apis/{preferred}/{path}"
-        listed = _get(api, path)
-        for index, item in enumerate((listed or {}).get("items") or [], start=1):
-            # Items of a list carry no kind; the documents name the path they came from.
-            document = Document(Path(path), index, {**item, "kind": kind})
+    for kind, group, plural in _COLLECTIONS:
+        if group == _DRA_GROUP and dra_version is None:
+            continue  # no Dynamic Resource Allocation on this server
+        version = VERSION if group == GROUP else dra_version if group == _DRA_GROUP else "v1"
+        for index, item in enumerate(_list(api, group, version or "", plural), start=1):
+            # Items of a list carry no kind; the documents name the collection they came from.
+            document = Document(Path(f"{group or 'core'}/{version}/{plural}"), index, {**item, "kind": kind})
             state.upsert(parse_state_object(document))
     return state
