@@ -22,6 +22,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             description="One JSON verdict per workload; exit 0 all admitted, 1 any denied, 2 bad input.",
         )
     )
+    from computegate import report
+
+    report.add_arguments(
+        commands.add_parser(
+            "report",
+            help="compliance reports from cluster state (remote-users: the regulator's list)",
+            description="Reports computed by the engine from a state folder or a live cluster.",
+        )
+    )
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
     crds.set_defaults(handler=_print_crds)
     from computegate import chartgen, uninstall  # light: no kopf, no client until run

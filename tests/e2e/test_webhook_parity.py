@@ -147,6 +147,31 @@ def test_a_server_side_dry_run_gives_the_code_that_computegate_evaluate_gives(
     assert not mismatches, "\n".join(mismatches)
 
 
+def remote_users_report(*args: str) -> dict[str, Any]:
+    """`computegate report remote-users --format json` with the given source and list."""
+    result = subprocess.run(
+        [sys.executable, "-m", "computegate", "report", "remote-users", "--format", "json", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_the_remote_user_list_from_the_cluster_is_the_one_from_the_state_folder(
+    dev_cluster: ControlPlane,
+) -> None:
+    live = remote_users_report("--kubeconfig", str(dev_cluster.kubeconfig_path))
+    offline = remote_users_report("--state", str(STATE))
+    assert live == offline
+    listed = {row["tenant"]: row["listedFor"] for row in live["tenants"]}
+    assert listed == {
+        "p-h20-cn": [{"jurisdiction": "CN", "as": "own"}],
+        "p-ir": [{"jurisdiction": "IR", "as": "own"}],
+        "p-nolicense": [{"jurisdiction": "CN", "as": "parent"}],
+    }
+
+
 def test_every_reason_code_is_reached_by_creating_real_objects(
     dev_cluster: ControlPlane, workloads: list[Workload]
 ) -> None:
@@ -165,3 +190,17 @@ def test_every_reason_code_is_reached_by_creating_real_objects(
             assert stamps["computegate.io/decision"] == "Admitted" and stamps["computegate.io/decision-id"]
         reached.add(code)
     assert reached == {code.value for code in Code}
+
+
+def test_the_remote_user_list_from_the_cluster_counts_the_pods_it_admitted(dev_cluster: ControlPlane) -> None:
+    # After the real creates: the `licensed` pod (2 x H100) and `h20-us` (not controlled for US).
+    live = remote_users_report("--kubeconfig", str(dev_cluster.kubeconfig_path), "--jurisdictions", "SA,US")
+    uses = {row["tenant"]: row["uses"] for row in live["tenants"]}
+    assert uses["p-licensed"] == [
+        {"profile": "nvidia-h100-sxm5-80gb", "model": "NVIDIA H100 SXM5 80GB", "accelerators": 2,
+         "tpp": 31664, "pods": 1}
+    ]  # fmt: skip
+    assert uses["p-us"] == [
+        {"profile": "nvidia-h100-sxm5-80gb", "model": "NVIDIA H100 SXM5 80GB", "accelerators": 2,
+         "tpp": 31664, "pods": 1}
+    ]  # fmt: skip

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from computegate.catalog import builtin_catalog
 from computegate.engine import ClusterState, Verdict
 from computegate.engine.policy import _STRICTNESS
 from tests.unit.conftest import (
@@ -23,6 +25,7 @@ from tests.unit.conftest import (
     obj,
     pod_with,
     policy,
+    profile,
     running,
     tenant,
     verdict_of,
@@ -201,3 +204,89 @@ def test_the_order_of_app_containers_does_not_matter(
     first = verdict_of(state, gpu_pod(world, copy.deepcopy(containers)))
     second = verdict_of(state, gpu_pod(world, list(shuffled)))
     assert _essence(first) == _essence(second)
+
+
+# ----- bandwidth controls (DESIGN.md steps 5 and 7) -----
+
+H20 = "NVIDIA-H20"
+WITH_CONTROLS = dataclasses.replace(CATALOG, bandwidth_controls=builtin_catalog().bandwidth_controls)
+BANDWIDTHS = [None, 300, 1000, 1100, 1400, 4000]  # GB/s; around and on the built-in thresholds
+
+
+def h20_like(dram: float | None, io: float | None) -> dict[str, Any]:
+    """A cluster profile below the 3A090 bands, so only its bandwidth can make it controlled."""
+    spec: dict[str, Any] = {
+        "vendor": "NVIDIA",
+        "model": "H20-like",
+        "resourceNames": ["nvidia.com/gpu"],
+        "productLabels": {"nvidia.com/gpu.product": [H20]},
+        "tpp": 2368,
+        "performanceDensity": 2.9,
+    }
+    if dram is not None:
+        spec["memoryBandwidthGBps"] = dram
+    if io is not None:
+        spec["ioBandwidthGBps"] = io
+    return profile("h20", **spec)
+
+
+def build_with_h20(world: dict[str, Any], dram: float | None, io: float | None) -> ClusterState:
+    state = ClusterState(WITH_CONTROLS)
+    owner = tenant(
+        "acme", world["jurisdiction"], namespaces=["team"], parent=world["parent"], kyc=world["kyc"]
+    )
+    bodies = [*world["nodes"], node("n-h20", H20), h20_like(dram, io), owner, *world["licences"]]
+    for body in [*bodies, world["policy"]]:
+        state.upsert(obj(body))
+    if world["used"] and world["licences"]:
+        old = pod_with([container(limits={"nvidia.com/gpu": world["used"]})], name="old")
+        state.upsert(obj(running(old, license_name="lic-0")))
+    return state
+
+
+def _more(draw: st.DrawFn, value: float | None) -> float | None:
+    """The same figure or a larger one; an unknown figure may become known."""
+    return draw(st.sampled_from([b for b in BANDWIDTHS if b is not None and (value is None or b >= value)]))
+
+
+@PROPERTIES
+@given(
+    world=worlds(),
+    dram=st.sampled_from(BANDWIDTHS),
+    io=st.sampled_from(BANDWIDTHS),
+    selector=st.sampled_from([None, H20]),
+    count=st.integers(1, 4),
+    data=st.data(),
+)
+def test_more_bandwidth_never_loosens_the_verdict(
+    world: dict[str, Any],
+    dram: float | None,
+    io: float | None,
+    selector: str | None,
+    count: int,
+    data: st.DataObject,
+) -> None:
+    more_dram, more_io = _more(data.draw, dram), _more(data.draw, io)
+    body = gpu_pod({**world, "selector": selector}, [gpus(count)])
+    before = verdict_of(build_with_h20(world, dram, io), body)
+    after = verdict_of(build_with_h20(world, more_dram, more_io), body)
+    if not before.allowed:
+        assert not after.allowed, (before.code, after.code)
+    if before.would_deny:
+        assert after.would_deny, (before.code, after.code)
+    assert after.controlled_tpp >= before.controlled_tpp
+
+
+@PROPERTIES
+@given(world=worlds(), dram=st.sampled_from(BANDWIDTHS), io=st.sampled_from(BANDWIDTHS))
+def test_bandwidth_controls_add_to_the_bands_and_never_remove(
+    world: dict[str, Any], dram: float | None, io: float | None
+) -> None:
+    body = gpu_pod({**world, "selector": None}, [gpus(2)])
+    state = build_with_h20(world, dram, io)
+    without = verdict_of(state, body)
+    state.upsert(obj({**world["policy"], "spec": {**world["policy"]["spec"], "bandwidthControls": []}}))
+    off = verdict_of(state, body)
+    # Turning the controls off can only loosen: what is denied with none is denied with them.
+    if not off.allowed:
+        assert not without.allowed, (off.code, without.code)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from computegate.engine.bandwidth import Coverage, coverages
 from computegate.engine.footprint import pod_uses, workload_pods
 from computegate.engine.messages import Messages
-from computegate.engine.policy import stricter
+from computegate.engine.policy import RuleMatch, stricter
 from computegate.engine.state import ClusterState, Usage
 from computegate.engine.verdict import AcceleratorUse, Code, Verdict
 from computegate.models.kube import Pod, Workload
@@ -16,6 +17,7 @@ from computegate.models.resources import (
     Enforcement,
     ExportLicense,
     KycStatus,
+    Tenant,
     UnknownAcceleratorAction,
     UnknownTenantAction,
 )
@@ -40,9 +42,10 @@ class Footprint:
     controlled: tuple[AcceleratorUse, ...]
     controlled_usage: Usage
     resolved: bool
+    coverage: tuple[Coverage, ...]  # the bandwidth controls that cover its models for the tenant
 
     @classmethod
-    def of(cls, uses: tuple[AcceleratorUse, ...]) -> Footprint:
+    def of(cls, uses: tuple[AcceleratorUse, ...], coverage: tuple[Coverage, ...] = ()) -> Footprint:
         controlled = tuple(use for use in uses if use.controlled)
         return cls(
             uses=uses,
@@ -50,16 +53,40 @@ class Footprint:
             controlled=controlled,
             controlled_usage=Usage(sum(u.tpp for u in controlled), sum(u.count for u in controlled)),
             resolved=all(use.resolved for use in uses),
+            coverage=coverage,
         )
 
 
 def footprint(state: ClusterState, workload: Workload) -> Footprint:
+    """The workload's accelerators; those outside the controlled bands that a bandwidth control
+    covers for the namespace's tenant are marked controlled (DESIGN.md step 5)."""
     namespace = workload.metadata.namespace or ""
+    tenant = state.tenant_for_namespace(namespace).tenant
     uses: list[AcceleratorUse] = []
     for spec, count in workload_pods(state, workload):
         if count > 0:
-            uses.extend(pod_uses(state, spec, namespace, count))
-    return Footprint.of(tuple(uses))
+            uses.extend(pod_uses(state, spec, namespace, count, tenant=tenant))
+    if tenant is None or not state.policy.bandwidth_controls:
+        return Footprint.of(tuple(uses))
+    return with_bandwidth_controls(state, tuple(uses), tenant)
+
+
+def with_bandwidth_controls(
+    state: ClusterState, uses: tuple[AcceleratorUse, ...], tenant: Tenant
+) -> Footprint:
+    """The uses with those a bandwidth control covers for the tenant marked controlled."""
+    found: dict[str, tuple[Coverage, ...]] = {}
+    for use in uses:
+        if not use.controlled and use.profile not in found:
+            spec = state.profiles.by_name[use.profile].spec
+            found[use.profile] = coverages(state.policy, use.profile, spec, tenant.spec)
+    marked = tuple(
+        use.model_copy(update={"controlled": True, "bandwidth_control": found[use.profile][0].control.name})
+        if not use.controlled and found[use.profile]
+        else use
+        for use in uses
+    )
+    return Footprint.of(marked, tuple(c for covering in found.values() for c in covering))
 
 
 def decide(
@@ -126,7 +153,7 @@ def _first_match(
 ) -> Verdict:
     policy = state.policy
     namespace = workload.metadata.namespace or ""
-    say = Messages(workload, fp.uses)
+    say = Messages(workload, fp.uses, fp.coverage)
     numbers = {
         "accelerators": fp.accelerators,
         "tpp": sum(u.tpp for u in fp.uses) if fp.uses and fp.resolved else None,
@@ -162,12 +189,20 @@ def _first_match(
     if not fp.resolved and policy.unknown_accelerator is UnknownAcceleratorAction.DENY:
         return verdict(Code.UNKNOWN_ACCELERATOR, say.unknown_accelerator())
     if not fp.controlled:
-        return verdict(Code.NOT_CONTROLLED, say.not_controlled(policy.controlled_bands))
+        return verdict(
+            Code.NOT_CONTROLLED, say.not_controlled(policy.controlled_bands, bool(policy.bandwidth_controls))
+        )
     if policy.require_kyc and tenant.spec.kyc.status is not KycStatus.VERIFIED:
         return verdict(Code.KYC_INCOMPLETE, say.kyc_incomplete(tenant))
 
-    own = policy.action_for(tenant.spec.jurisdiction)
-    parent = policy.action_for(tenant.spec.parent_jurisdiction) if tenant.spec.parent_jurisdiction else None
+    own = _at_least_licensed(policy.action_for(tenant.spec.jurisdiction), tenant.spec.jurisdiction, fp)
+    parent = (
+        _at_least_licensed(
+            policy.action_for(tenant.spec.parent_jurisdiction), tenant.spec.parent_jurisdiction, fp
+        )
+        if tenant.spec.parent_jurisdiction
+        else None
+    )
     from_parent = parent is not None and stricter(parent.action, own.action) != own.action
     effective = parent if from_parent and parent is not None else own
     country = tenant.spec.parent_jurisdiction if from_parent else tenant.spec.jurisdiction
@@ -200,6 +235,17 @@ def _first_match(
     )
     detail = say.license_failure(code, closest, demand, _headroom(state, closest))
     return verdict(code, f"{where} {detail}", license=closest.metadata.name)
+
+
+def _at_least_licensed(match: RuleMatch, country: str, fp: Footprint) -> RuleMatch:
+    """DESIGN.md step 7: a country that a control covering the workload names needs a license at
+    least, whatever the rules say (a rule's Prohibit or RequireLicense stands as it is)."""
+    if match.action is not Action.ALLOW:
+        return match
+    for coverage in fp.coverage:
+        if any(named == country for named, _ in coverage.countries):
+            return RuleMatch(Action.REQUIRE_LICENSE, match.rule_index, match.via, coverage.control.name)
+    return match
 
 
 def _headroom(state: ClusterState, lic: ExportLicense) -> Usage:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from computegate.engine.bandwidth import coverages
 from computegate.engine.selection import named_label_values, node_admitted, selector_key
 from computegate.engine.verdict import AcceleratorUse
 from computegate.models.kube import Container, Controller, Pod, PodSpec, Workload
-from computegate.models.resources import UnknownAcceleratorAction
+from computegate.models.resources import Tenant, UnknownAcceleratorAction
 
 if TYPE_CHECKING:
-    from computegate.engine.state import ClusterState, ResolvedProfile, Usage
+    from computegate.engine.state import ClusterState, ResolvedProfile, UsageBreakdown
 
 # The accelerator resource families of DESIGN.md step 2; the webhook's matchConditions are built
 # from the same two constants, so what reaches the webhook and what the engine counts agree.
@@ -217,20 +219,24 @@ def _largest_node_count(state: ClusterState, device_class: str) -> Fraction:
     return max([Fraction(1), *counts])
 
 
-def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int = 1) -> list[AcceleratorUse]:
-    """The accelerators one pod asks for, each resolved to the model that counts (the worst case)."""
+def pod_uses(
+    state: ClusterState, spec: PodSpec, namespace: str, multiplier: int = 1, *, tenant: Tenant | None = None
+) -> list[AcceleratorUse]:
+    """The accelerators one pod asks for, each resolved to the model that counts (the worst case
+    for ``tenant``, the tenant whose use it is)."""
+    worst_case = _worst_case_key(state, tenant)
     uses = []
     asks = effective_requests(spec, state)
     if spec.resource_claims:
         asks.update(_claim_requests(spec, namespace, state))
     for resource, count in sorted(asks.items()):
         candidates = _candidates(state, spec, resource)
-        worst = max(candidates.profiles, key=lambda p: (p.spec.tpp, p.name), default=None)
+        worst = max(candidates.profiles, key=worst_case, default=None)
         resolved = not candidates.unresolved
         if not resolved and state.policy.unknown_accelerator is UnknownAcceleratorAction.ASSUME_MOST_CAPABLE:
             serving = _profiles_for_resource(resource, state)
             pool = serving or list(state.profiles.by_name.values())
-            worst = max([*pool, *candidates.profiles], key=lambda p: (p.spec.tpp, p.name), default=None)
+            worst = max([*pool, *candidates.profiles], key=worst_case, default=None)
         if worst is None:
             worst = state.profiles.most_capable
         if worst is None:
@@ -240,15 +246,53 @@ def pod_uses(state: ClusterState, spec: PodSpec, namespace: str, multiplier: int
     return uses
 
 
+def _worst_case_key(
+    state: ClusterState, tenant: Tenant | None
+) -> Callable[[ResolvedProfile], tuple[bool, float, str]]:
+    """Which candidate model counts: one controlled for the tenant before one that is not, then
+    the highest TPP. By TPP alone, an uncontrolled chip with more TPP (an RTX 4090 D) would hide
+    a covered one with less (an H20) on the nodes a pod may land on."""
+    policy = state.policy
+    controls = policy.bandwidth_controls if tenant is not None else ()
+
+    def key(profile: ResolvedProfile) -> tuple[bool, float, str]:
+        controlled = profile.band in policy.controlled_bands or (
+            bool(controls)
+            and tenant is not None
+            and bool(coverages(policy, profile.name, profile.spec, tenant.spec))
+        )
+        return (controlled, profile.spec.tpp, profile.name)
+
+    return key
+
+
 def _display_resource(resource: str) -> str:
     return resource.replace(_CLAIM, "resourceclaim/", 1) if resource.startswith(_CLAIM) else resource
 
 
-def controlled_usage(state: ClusterState, spec: PodSpec, namespace: str) -> Usage:
-    from computegate.engine.state import Usage
+def usage_by_coverage(
+    state: ClusterState, spec: PodSpec, namespace: str, *, tenant: Tenant | None = None
+) -> UsageBreakdown:
+    """A pod's use as license consumption needs it, before any tenant is known.
 
-    uses = [use for use in pod_uses(state, spec, namespace) if use.controlled]
-    return Usage(sum(use.tpp for use in uses), sum(use.count for use in uses))
+    Key ``BAND_CONTROLLED``: accelerators in a controlled band. Key a profile name: accelerators
+    outside the bands that a bandwidth control may cover; whether one does depends on the
+    license's tenant, so ``ClusterState.consumption`` decides when it sums.
+    """
+    from computegate.engine.bandwidth import may_be_covered
+    from computegate.engine.state import BAND_CONTROLLED, Usage
+
+    breakdown: UsageBreakdown = {}
+    for use in pod_uses(state, spec, namespace, tenant=tenant):
+        if use.controlled:
+            key = BAND_CONTROLLED
+        elif may_be_covered(state.profiles.by_name[use.profile].spec):
+            key = use.profile
+        else:
+            continue
+        before = breakdown.get(key, Usage(0.0, 0.0))
+        breakdown[key] = before + Usage(use.tpp, use.count)
+    return breakdown
 
 
 def workload_pods(state: ClusterState, workload: Workload) -> list[tuple[PodSpec, int]]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from computegate.engine.bandwidth import OWN, PARENT, Coverage
 from computegate.engine.policy import RuleMatch
 from computegate.engine.state import TenantLookup, Usage
 from computegate.engine.verdict import AcceleratorUse, Code
 from computegate.models.kube import Workload
-from computegate.models.resources import ExportLicense, Tenant
+from computegate.models.resources import Action, ExportLicense, Tenant
 
 
 def _num(value: float) -> str:
@@ -23,18 +24,41 @@ def describe_uses(uses: Iterable[AcceleratorUse]) -> str:
     parts = []
     for use in uses:
         assumed = "" if use.resolved else ", assumed: model not identified"
-        band = use.band or "no 3A090 band"
+        band = use.band or (
+            "no 3A090 band, bandwidth-controlled" if use.bandwidth_control else "no 3A090 band"
+        )
         per_chip = f"TPP {_num(use.tpp_per_chip)} per chip"
         parts.append(f"{_num(use.count)} x {use.model} ({use.resource}, {per_chip}, {band}{assumed})")
     return "; ".join(parts)
 
 
+_WHOSE = {OWN: "its own", PARENT: "its parent's"}
+
+
+def describe_coverage(coverage: Coverage) -> str:
+    """E.g. "NVIDIA H20 96GB: DRAM bandwidth 4,000 GB/s ≥ 1,400 GB/s under <control>, for CN
+    (its parent's jurisdiction)"."""
+    countries = " and ".join(
+        f"{country} ({_WHOSE[whose]} jurisdiction)" for country, whose in coverage.countries
+    )
+    met = coverage.met
+    return (
+        f"{coverage.model}: {met.measure} {_num(met.value)} GB/s ≥ {_num(met.threshold)} GB/s "
+        f"under {coverage.control.name}, for {countries}"
+    )
+
+
 class Messages:
-    def __init__(self, workload: Workload, uses: tuple[AcceleratorUse, ...]) -> None:
+    def __init__(
+        self, workload: Workload, uses: tuple[AcceleratorUse, ...], coverage: tuple[Coverage, ...] = ()
+    ) -> None:
         self.subject = (
             f"{workload.kind} {workload.metadata.namespace}/{workload.metadata.name or '<generated>'}"
         )
         self.uses = uses
+        # One line per covered model: the control the use names (the first that covers it).
+        applied = {(u.profile, u.bandwidth_control) for u in uses if u.bandwidth_control}
+        self.coverage = tuple(c for c in coverage if (c.profile, c.control.name) in applied)
         self.controlled = tuple(u for u in uses if u.controlled)
         self.controlled_tpp = sum(u.tpp for u in self.controlled)
 
@@ -42,7 +66,8 @@ class Messages:
         return f"{self.subject} asks for {describe_uses(self.uses)}"
 
     def _asks_controlled(self) -> str:
-        return f"{self._asks()}: {_num(self.controlled_tpp)} controlled TPP."
+        why = "".join(f" Bandwidth-controlled: {describe_coverage(c)}." for c in self.coverage)
+        return f"{self._asks()}: {_num(self.controlled_tpp)} controlled TPP.{why}"
 
     def no_accelerator(self) -> str:
         return f"{self.subject} asks for no accelerator."
@@ -77,8 +102,11 @@ class Messages:
             "product label (nodeSelector) or ask a cluster admin to add an AcceleratorProfile."
         )
 
-    def not_controlled(self, bands: frozenset[str]) -> str:
-        return f"{self._asks()}; none is in a controlled band ({', '.join(sorted(bands))})."
+    def not_controlled(self, bands: frozenset[str], controls: bool) -> str:
+        controlled = f"none is in a controlled band ({', '.join(sorted(bands))})"
+        if controls:
+            controlled += " or covered by a bandwidth control for the tenant's jurisdictions"
+        return f"{self._asks()}; {controlled}."
 
     def kyc_incomplete(self, tenant: Tenant) -> str:
         return (
@@ -93,7 +121,13 @@ class Messages:
             rule = "no CompliancePolicy rule matches it"
         else:
             via = "its own list" if match.via == "jurisdictions" else f"country group {match.via}"
-            rule = f"rule {match.rule_index + 1} ({match.action.value}) matches it through {via}"
+            action = Action.ALLOW if match.raised_by else match.action
+            rule = f"rule {match.rule_index + 1} ({action.value}) matches it through {via}"
+        if match.raised_by:
+            rule += (
+                f", but bandwidth control {match.raised_by} names it, so it needs a license at least"
+                " (RequireLicense)"
+            )
         return (
             f"{self._asks_controlled()} Tenant {tenant.metadata.name}: effective jurisdiction"
             f" {country} ({whose}); {rule}."

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from computegate.models.resources import (
     Action,
+    BandwidthControl,
     CompliancePolicySpec,
     Enforcement,
     PolicyRule,
@@ -25,6 +26,9 @@ class RuleMatch:
     action: Action
     rule_index: int | None  # None: no rule matched, so the country is allowed
     via: str | None  # the group (or "jurisdictions") through which the rule matched
+    # Set when a bandwidth control covering the workload names the country and raised the rules'
+    # Allow to RequireLicense (DESIGN.md step 7): the control's name.
+    raised_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class EffectivePolicy:
     rules: tuple[PolicyRule, ...]
     exempt_namespaces: frozenset[str]
     from_cluster: bool
+    bandwidth_controls: tuple[BandwidthControl, ...] = ()
     _controlled_bands: frozenset[str] = field(init=False, repr=False)  # read once per accelerator
     _matches: dict[str, RuleMatch] = field(init=False, repr=False, compare=False, default_factory=dict)
 
@@ -46,6 +51,7 @@ class EffectivePolicy:
         spec: CompliancePolicySpec | None,
         builtin_groups: dict[str, frozenset[str]],
         builtin_rules: tuple[PolicyRule, ...],
+        builtin_controls: tuple[BandwidthControl, ...] = (),
     ) -> EffectivePolicy:
         from_cluster = spec is not None
         spec = spec or CompliancePolicySpec()
@@ -53,7 +59,9 @@ class EffectivePolicy:
         # A group named in the policy replaces the built-in group of that name; others remain.
         groups.update({name: frozenset(codes) for name, codes in spec.country_groups.items()})
         rules = tuple(spec.rules) if spec.rules is not None else builtin_rules
-        return cls(spec, groups, rules, frozenset(spec.exempt_namespaces), from_cluster)
+        # Present = exactly these controls ([] = none), as with the rules.
+        controls = tuple(spec.bandwidth_controls) if spec.bandwidth_controls is not None else builtin_controls
+        return cls(spec, groups, rules, frozenset(spec.exempt_namespaces), from_cluster, controls)
 
     @property
     def enforcement(self) -> Enforcement:
@@ -74,6 +82,15 @@ class EffectivePolicy:
     @property
     def unknown_accelerator(self) -> UnknownAcceleratorAction:
         return self.spec.unknown_accelerator
+
+    def control_names(self, control: BandwidthControl, country: str) -> bool:
+        """Whether a bandwidth control's scope names a country, through its own list or a group.
+
+        Groups are the effective ones: a group the policy replaces is replaced for controls too.
+        """
+        return country in control.jurisdictions or any(
+            country in self.country_groups.get(group, frozenset()) for group in control.groups
+        )
 
     def action_for(self, country: str) -> RuleMatch:
         found = self._matches.get(country)

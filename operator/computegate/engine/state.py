@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from computegate.engine.bands import eccn_band
+from computegate.engine.bandwidth import coverages
 from computegate.engine.ledger import Ledger
 from computegate.engine.policy import EffectivePolicy
 from computegate.models.kube import (
@@ -26,6 +27,7 @@ from computegate.models.kube import (
 from computegate.models.resources import (
     AcceleratorProfile,
     AcceleratorProfileSpec,
+    BandwidthControl,
     CompliancePolicy,
     ExportLicense,
     PolicyRule,
@@ -66,14 +68,28 @@ class Usage:
 
 NO_USAGE = Usage(0.0, 0.0)
 
+# A pod's (or a namespace's) licensed use split by why it may be controlled: key BAND_CONTROLLED
+# for the accelerators in a controlled band, a profile name for those a bandwidth control may
+# cover (decided per license's tenant when consumption is summed).
+UsageBreakdown = dict[str, Usage]
+BAND_CONTROLLED = ""
+
+
+def _add_breakdown(total: UsageBreakdown, part: UsageBreakdown, sign: int = 1) -> None:
+    for key, usage in part.items():
+        before = total.get(key, NO_USAGE)
+        total[key] = before + usage if sign > 0 else before - usage
+
 
 @dataclass(frozen=True)
 class Catalog:
-    """What ships with the package: built-in profiles, country groups and default rules."""
+    """What ships with the package: built-in profiles, country groups, default rules and
+    bandwidth controls (a policy's ``bandwidthControls`` replaces the last)."""
 
     profiles: dict[str, AcceleratorProfileSpec]
     country_groups: dict[str, frozenset[str]]
     rules: tuple[PolicyRule, ...]
+    bandwidth_controls: tuple[BandwidthControl, ...] = ()
 
     def __post_init__(self) -> None:
         # With no profile at all an accelerator could be neither resolved nor assumed, and a
@@ -174,7 +190,7 @@ class TenantLookup:
 class _LicensedPod:
     license: str
     namespace: str
-    usage: Usage
+    usage: UsageBreakdown
 
 
 @dataclass
@@ -197,7 +213,8 @@ class ClusterState:
     _profiles: ProfileIndex | None = None
     _policy: EffectivePolicy | None = None
     _licensed_pods: dict[tuple[str, str], _LicensedPod] | None = None
-    _consumption: dict[str, dict[str, Usage]] = field(default_factory=dict)  # license → namespace → use
+    # license → namespace → use, split as in UsageBreakdown
+    _consumption: dict[str, dict[str, UsageBreakdown]] = field(default_factory=dict)
     selection_cache: dict[object, object] = field(default_factory=dict)
 
     # ----- derived views -----
@@ -212,7 +229,9 @@ class ClusterState:
     def policy(self) -> EffectivePolicy:
         if self._policy is None:
             spec = self.policy_object.spec if self.policy_object else None
-            self._policy = EffectivePolicy.build(spec, self.catalog.country_groups, self.catalog.rules)
+            self._policy = EffectivePolicy.build(
+                spec, self.catalog.country_groups, self.catalog.rules, self.catalog.bandwidth_controls
+            )
         return self._policy
 
     def licenses_of(self, tenant: str) -> list[ExportLicense]:
@@ -242,7 +261,8 @@ class ClusterState:
 
         Only the license's tenant's pods count: a pod in a namespace that tenant does not claim
         cannot use up its cap. A namespace in conflict still counts for each claimant, which
-        errs on the safe side.
+        errs on the safe side. "Controlled" is the decision's definition: in a controlled band,
+        or covered by a bandwidth control for the license's tenant.
         """
         live = self.live_consumption(license_name)
         ledger = self.ledgers.get(license_name)
@@ -260,14 +280,27 @@ class ClusterState:
         by_namespace = self._consumption.get(license_name)
         if by_namespace:
             lic = self.licenses.get(license_name)
-            for namespace, usage in by_namespace.items():
-                if lic is None or self._claims(lic.spec.tenant, namespace):
-                    used = used + usage
+            tenant = self.tenants.get(lic.spec.tenant) if lic is not None else None
+            covered: dict[str, bool] = {}
+            for namespace, breakdown in by_namespace.items():
+                if lic is not None and not self._claims(lic.spec.tenant, namespace):
+                    continue
+                for key, usage in breakdown.items():
+                    if key not in covered:
+                        covered[key] = key == BAND_CONTROLLED or self._covered_for(key, tenant)
+                    if covered[key]:
+                        used = used + usage
         return used
 
     def known_pod_uids(self) -> set[str]:
         """The uids of the pods this view knows, whatever their phase (the reconciler's "seen")."""
         return {pod.metadata.uid for pod in self.pods.values() if pod.metadata.uid}
+
+    def _covered_for(self, profile: str, tenant: Tenant | None) -> bool:
+        resolved = self.profiles.by_name.get(profile)
+        if tenant is None or resolved is None:
+            return False
+        return bool(coverages(self.policy, profile, resolved.spec, tenant.spec))
 
     def _claims(self, tenant: str, namespace: str) -> bool:
         if tenant in self._tenants_by_listed_namespace.get(namespace, ()):
@@ -280,8 +313,11 @@ class ClusterState:
     def upsert(self, obj: StateObject) -> None:
         match obj:
             case Tenant():
+                old_tenant = self.tenants.get(obj.metadata.name)
                 self._drop_tenant(obj.metadata.name)
                 self.tenants[obj.metadata.name] = obj
+                if old_tenant is None or old_tenant.spec != obj.spec:
+                    self._invalidate_consumption()  # which model an unbound pod counts as may change
                 for namespace in obj.spec.namespaces:
                     self._tenants_by_listed_namespace[namespace].add(obj.metadata.name)
             case ExportLicense():
@@ -299,7 +335,12 @@ class ClusterState:
                 self.cluster_profiles[obj.metadata.name] = obj.spec
                 self._hardware_changed()
             case Namespace():
+                before = self.namespaces.get(obj.metadata.name)
                 self.namespaces[obj.metadata.name] = obj
+                if (before.metadata.labels if before else {}).get(TENANT_LABEL) != obj.metadata.labels.get(
+                    TENANT_LABEL
+                ):
+                    self._invalidate_consumption()  # its pods' tenant changed
             case Node():
                 previous = self.nodes.get(obj.metadata.name)
                 self.nodes[obj.metadata.name] = obj
@@ -326,6 +367,7 @@ class ClusterState:
         match kind:
             case "Tenant":
                 self._drop_tenant(name)
+                self._invalidate_consumption()
             case "ExportLicense":
                 self._drop_license(name)
             case "CompliancePolicy":
@@ -336,7 +378,8 @@ class ClusterState:
                 if self.cluster_profiles.pop(name, None) is not None:
                     self._hardware_changed()
             case "Namespace":
-                self.namespaces.pop(name, None)
+                if self.namespaces.pop(name, None) is not None:
+                    self._invalidate_consumption()
             case "Node":
                 if self.nodes.pop(name, None) is not None:
                     self._hardware_changed()
@@ -383,17 +426,17 @@ class ClusterState:
         license_name = pod.metadata.annotations.get(LICENSE_ANNOTATION)
         if not license_name or pod.status.phase in TERMINAL_PHASES:
             return
-        from computegate.engine.footprint import controlled_usage  # footprint reads this module
+        from computegate.engine.footprint import usage_by_coverage  # footprint reads this module
 
-        usage = controlled_usage(self, pod.spec, key[0])
+        # The model of an unbound pod is chosen for its namespace's tenant, as in the decision.
+        usage = usage_by_coverage(self, pod.spec, key[0], tenant=self.tenant_for_namespace(key[0]).tenant)
         self._licensed_pods[key] = _LicensedPod(license_name, key[0], usage)
         by_namespace = self._consumption.setdefault(license_name, {})
-        by_namespace[key[0]] = by_namespace.get(key[0], NO_USAGE) + usage
+        _add_breakdown(by_namespace.setdefault(key[0], {}), usage)
 
     def _forget_pod_usage(self, key: tuple[str, str]) -> None:
         if self._licensed_pods is None:
             return
         entry = self._licensed_pods.pop(key, None)
         if entry is not None:
-            by_namespace = self._consumption[entry.license]
-            by_namespace[entry.namespace] = by_namespace[entry.namespace] - entry.usage
+            _add_breakdown(self._consumption[entry.license][entry.namespace], entry.usage, sign=-1)

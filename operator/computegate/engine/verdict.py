@@ -52,8 +52,9 @@ class AcceleratorUse(BaseModel):
     count: float  # accelerators, MIG slices as fractions of a chip, times the pod multiplier
     tpp_per_chip: float  # of one requested unit: a MIG slice has its share of the chip's TPP
     band: str | None
-    controlled: bool
+    controlled: bool  # in a controlled band, or covered by a bandwidth control for the tenant
     resolved: bool  # False: the model was assumed (unknownAccelerator: AssumeMostCapable)
+    bandwidth_control: str | None = None  # the control that makes a use outside the bands controlled
 
     @property
     def tpp(self) -> float:
