@@ -262,26 +262,41 @@ def chart_rbac(plane: ControlPlane) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(rendered) if document]
 
 
+def register(plane: ControlPlane, port: int, cert_dir: Path) -> None:
+    """As the admin, what `helm install` does: both webhook configurations, with our CA, sending
+    reviews to https://127.0.0.1:<port>."""
+    options = Options(port=port, cert_dir=cert_dir)
+    ensure_serving_files(cert_dir, hosts=["127.0.0.1", "localhost"])
+    for body in configurations(options):
+        result = plane.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", check=False, stdin=json.dumps(body)
+        )
+        assert result.returncode == 0, result.stderr
+
+
 class Operator:
     """The webhook operator process: started once per session, stoppable for the outage test."""
 
-    def __init__(self, plane: ControlPlane, work: Path, *, kubeconfig: Path) -> None:
+    def __init__(
+        self,
+        plane: ControlPlane,
+        work: Path,
+        *,
+        kubeconfig: Path,
+        cert_dir: Path | None = None,
+        registered_port: int | None = None,
+    ) -> None:
+        """``registered_port``: where the configurations send reviews (a forwarder in front of
+        several replicas, registered by the caller); default this operator's own port."""
         self.plane = plane
         self.work = work
         self.kubeconfig = kubeconfig  # the chart's ServiceAccount
+        self.cert_dir = cert_dir or work / "certs"
         self.port, self.health_port = _free_ports(2)
+        self.registered_port = registered_port or self.port
         self.process: ManagedProcess | None = None
-        self._register()
-
-    def _register(self) -> None:
-        """As the admin, what `helm install` does: both webhook configurations, with our CA."""
-        options = Options(port=self.port, cert_dir=self.work / "certs")
-        ensure_serving_files(options.cert_dir, hosts=["127.0.0.1", "localhost"])
-        for body in configurations(options):
-            result = self.plane.kubectl(
-                "apply", "--server-side", "--force-conflicts", "-f", "-", check=False, stdin=json.dumps(body)
-            )
-            assert result.returncode == 0, result.stderr
+        if registered_port is None:
+            register(plane, self.port, self.cert_dir)
 
     @property
     def log_path(self) -> Path:
@@ -299,7 +314,7 @@ class Operator:
             "--health-port",
             str(self.health_port),
             "--cert-dir",
-            str(self.work / "certs"),
+            str(self.cert_dir),
             "--admin-group",
             "computegate-admins",
             f"--namespace={OPERATOR_NAMESPACE}",
@@ -335,7 +350,19 @@ class Operator:
         hooks = self.plane.kubectl(
             "get", "validatingwebhookconfiguration", "computegate-validating", "-o", "json", check=False
         )
-        return hooks.returncode == 0 and f":{self.port}/" in hooks.stdout
+        return hooks.returncode == 0 and f":{self.registered_port}/" in hooks.stdout
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples that carry ``labels``, from this replica's /metrics."""
+        status, text = self.health("/metrics")
+        assert status == 200, text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def decisions(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()

@@ -123,7 +123,13 @@ def parse_review(raw: bytes) -> AdmissionReviewRequest:
     return review
 
 
-_REASONS: Final = {400: "BadRequest", 403: "Forbidden", 500: "InternalError"}
+_REASONS: Final = {
+    400: "BadRequest",
+    403: "Forbidden",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
 
 
 def answer(

@@ -41,6 +41,7 @@ PROTECTED_STAMPS = "ProtectedAnnotations"
 TENANT_LABEL_PROTECTED = "TenantLabelProtected"
 NOT_JUDGED = "NotJudged"  # e.g. an UPDATE that cannot change what a claim delivers
 LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the license ledger could not be settled: retry
+NOT_READY = "NotReady"  # this replica has not listed the cluster's state yet: retry
 
 _MAX_INT = 2**63  # nothing in a Kubernetes object is larger; bigger numbers are hostile
 _MAX_QUANTITY_TEXT = 40

@@ -32,7 +32,7 @@ from computegate.webhook.configuration import (
 from computegate.webhook.kube import Kube
 from computegate.webhook.ledger import LedgerWriter
 from computegate.webhook.observe import Metrics, event_for, log_decision
-from computegate.webhook.review import Outcome, Request, Reviewer
+from computegate.webhook.review import NOT_READY, Outcome, Request, Reviewer
 from computegate.webhook.server import WebhookServer
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,15 @@ class Runtime:
         started = time.perf_counter()
         request = Request.of(webhook, review)
         _check_served(webhook, request)
+        if not self.synced.is_set():
+            # A partial view (no policy, no licenses yet) must not judge: refuse, retryably.
+            if webhook == MUTATE_WORKLOADS:
+                return answer(review.uid, allowed=True)  # the validating webhook refuses it
+            message = (
+                f"[{NOT_READY}] ComputeGate has not finished reading the cluster's tenants, licenses "
+                "and policy since it started; retry in a few seconds."
+            )
+            return answer(review.uid, allowed=False, message=message, code=503)
         if webhook == MUTATE_WORKLOADS:
             return self._mutate(request)
         if webhook == VALIDATE_NAMESPACES:
