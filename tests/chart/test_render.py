@@ -165,7 +165,7 @@ def test_cert_manager_mode_annotates_both_configurations_and_mounts_the_certific
     assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
     assert "--tls-self-managed" not in pod["containers"][0]["args"]
     # The operator needs no Secret access when cert-manager issues the certificate.
-    assert by_kind(documents, "Role") == []
+    assert [role["metadata"]["name"] for role in by_kind(documents, "Role")] == [f"{RELEASE}-leader-election"]
 
 
 def test_cert_manager_mode_with_an_own_issuer_makes_no_issuer(offline_tools: Tools) -> None:
@@ -238,10 +238,19 @@ def test_operator_rbac_names_only_its_two_webhook_configurations_and_its_own_sec
         ("mutatingwebhookconfigurations", (MUTATING_CONFIGURATION,), ("get", "patch")),
     }
     assert all("secrets" not in rule["resources"] for rule in cluster_role["rules"])
-    role = one(documents, "Role")
-    assert role["metadata"]["namespace"] == NAMESPACE
-    assert all(rule["resources"] == ["secrets"] for rule in role["rules"])
-    assert all("list" not in rule["verbs"] and "watch" not in rule["verbs"] for rule in role["rules"])
+    tls = one(documents, "Role", f"{RELEASE}-tls")
+    assert tls["metadata"]["namespace"] == NAMESPACE
+    assert all(rule["resources"] == ["secrets"] for rule in tls["rules"])
+    election = one(documents, "Role", f"{RELEASE}-leader-election")
+    assert election["metadata"]["namespace"] == NAMESPACE
+    assert {
+        (r["resources"][0], tuple(r.get("resourceNames", ())), tuple(r["verbs"])) for r in election["rules"]
+    } == {
+        ("leases", (), ("create",)),
+        ("leases", ("computegate-ledger",), ("get", "update")),
+    }
+    for role in (tls, election):
+        assert all("list" not in rule["verbs"] and "watch" not in rule["verbs"] for rule in role["rules"])
 
 
 def test_people_roles_are_not_aggregated_into_the_builtin_roles_by_default(offline_tools: Tools) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from computegate.catalog import builtin_catalog
-from computegate.engine import Catalog, ClusterState, Code
+from computegate.engine import Catalog, ClusterState, Code, consumption
 from tests.unit.conftest import (
     CATALOG,
     L40,
@@ -270,8 +270,8 @@ def test_a_license_covering_the_h20_admits_and_counts_its_tpp_against_the_cap(
         license_("lic", "acme", accelerators=["h20"], max_tpp=3 * H20_TPP),
         running(pod("old", gpus=2, node_selector={PRODUCT: H20}), license_name="lic"),
     )
-    assert state.consumption("lic").tpp == 2 * H20_TPP
-    assert state.consumption("lic").accelerators == 2
+    assert consumption.committed(state, "lic").tpp == 2 * H20_TPP
+    assert consumption.committed(state, "lic").accelerators == 2
     one = verdict_of(state, H20_POD)
     assert one.code is Code.LICENSED
     assert one.license == "lic"
@@ -332,9 +332,9 @@ def test_consumption_follows_the_license_tenants_jurisdiction(h20_state: StateFa
         license_("lic", "usco"),
         running(pod("old", gpus=2, node_selector={PRODUCT: H20}), license_name="lic"),
     )
-    assert state.consumption("lic").tpp == 0
+    assert consumption.committed(state, "lic").tpp == 0
     state.upsert(obj(tenant("usco", "US", namespaces=["team"], parent="CN")))
-    assert state.consumption("lic").tpp == 2 * H20_TPP
+    assert consumption.committed(state, "lic").tpp == 2 * H20_TPP
 
 
 def test_a_scale_up_of_an_h20_deployment_is_judged_on_its_growth(h20_state: StateFactory) -> None:
@@ -412,11 +412,11 @@ def test_an_unbound_licensed_pod_consumes_as_the_model_its_tenant_would_be_judge
         license_("lic", "acme"),
         running(pod("old", gpus=1), license_name="lic"),
     )
-    assert state.consumption("lic").tpp == 0  # counted before its tenant is known
+    assert consumption.committed(state, "lic").tpp == 0  # counted before its tenant is known
     state.upsert(obj(tenant("acme", "CN", namespaces=["team"])))
-    assert state.consumption("lic").tpp == H20_TPP
+    assert consumption.committed(state, "lic").tpp == H20_TPP
     state.upsert(obj(tenant("acme", "US", namespaces=["team"])))
-    assert state.consumption("lic").tpp == 0
+    assert consumption.committed(state, "lic").tpp == 0
 
 
 def test_a_band_controlled_model_counts_before_an_uncontrolled_one_with_more_tpp(

@@ -4,6 +4,7 @@ No I/O and no Kubernetes client here (import-linter forbids kopf, kubernetes, ai
 webhook, the offline evaluator and any audit give the same answer for the same input.
 """
 
+from computegate.engine import consumption
 from computegate.engine.bands import eccn_band
 from computegate.engine.decide import decide, decide_update
 from computegate.engine.state import Catalog, ClusterState, Usage
@@ -17,6 +18,7 @@ __all__ = [
     "Operation",
     "Usage",
     "Verdict",
+    "consumption",
     "decide",
     "decide_update",
     "eccn_band",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from computegate.engine import consumption
 from computegate.engine.bandwidth import Coverage, coverages
 from computegate.engine.footprint import pod_uses, workload_pods
 from computegate.engine.messages import Messages
@@ -249,7 +250,7 @@ def _at_least_licensed(match: RuleMatch, country: str, fp: Footprint) -> RuleMat
 
 
 def _headroom(state: ClusterState, lic: ExportLicense) -> Usage:
-    used = state.consumption(lic.metadata.name)
+    used = consumption.committed(state, lic.metadata.name)
     max_count = lic.spec.max_accelerators
     return Usage(
         lic.spec.max_tpp - used.tpp, float("inf") if max_count is None else max_count - used.accelerators

@@ -7,16 +7,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 from computegate.engine.bandwidth import coverages
 from computegate.engine.selection import named_label_values, node_admitted, selector_key
+from computegate.engine.state import ClusterState, ResolvedProfile
 from computegate.engine.verdict import AcceleratorUse
 from computegate.models.kube import Container, Controller, Pod, PodSpec, Workload
 from computegate.models.resources import Tenant, UnknownAcceleratorAction
-
-if TYPE_CHECKING:
-    from computegate.engine.state import ClusterState, ResolvedProfile, UsageBreakdown
 
 # The accelerator resource families of DESIGN.md step 2; the webhook's matchConditions are built
 # from the same two constants, so what reaches the webhook and what the engine counts agree.
@@ -268,31 +265,6 @@ def _worst_case_key(
 
 def _display_resource(resource: str) -> str:
     return resource.replace(_CLAIM, "resourceclaim/", 1) if resource.startswith(_CLAIM) else resource
-
-
-def usage_by_coverage(
-    state: ClusterState, spec: PodSpec, namespace: str, *, tenant: Tenant | None = None
-) -> UsageBreakdown:
-    """A pod's use as license consumption needs it, before any tenant is known.
-
-    Key ``BAND_CONTROLLED``: accelerators in a controlled band. Key a profile name: accelerators
-    outside the bands that a bandwidth control may cover; whether one does depends on the
-    license's tenant, so ``ClusterState.consumption`` decides when it sums.
-    """
-    from computegate.engine.bandwidth import may_be_covered
-    from computegate.engine.state import BAND_CONTROLLED, Usage
-
-    breakdown: UsageBreakdown = {}
-    for use in pod_uses(state, spec, namespace, tenant=tenant):
-        if use.controlled:
-            key = BAND_CONTROLLED
-        elif may_be_covered(state.profiles.by_name[use.profile].spec):
-            key = use.profile
-        else:
-            continue
-        before = breakdown.get(key, Usage(0.0, 0.0))
-        breakdown[key] = before + Usage(use.tpp, use.count)
-    return breakdown
 
 
 def workload_pods(state: ClusterState, workload: Workload) -> list[tuple[PodSpec, int]]:

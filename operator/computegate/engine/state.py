@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from computegate.engine.bands import eccn_band
-from computegate.engine.bandwidth import coverages
 from computegate.engine.ledger import Ledger
 from computegate.engine.policy import EffectivePolicy
 from computegate.models.kube import (
@@ -33,7 +32,7 @@ from computegate.models.resources import (
     PolicyRule,
     Tenant,
 )
-from computegate.vocabulary import LICENSE_ANNOTATION, TENANT_LABEL, Band
+from computegate.vocabulary import TENANT_LABEL, Band
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -187,10 +186,44 @@ class TenantLookup:
 
 
 @dataclass
-class _LicensedPod:
+class LicensedPod:
     license: str
     namespace: str
     usage: UsageBreakdown
+
+
+@dataclass
+class ConsumptionIndex:
+    """What the licensed pods use, by license and namespace: the storage of
+    ``computegate.engine.consumption``, which fills it; ``ClusterState`` only invalidates it."""
+
+    pods: dict[tuple[str, str], LicensedPod] | None = None  # None: count every pod again
+    by_license: dict[str, dict[str, UsageBreakdown]] = field(default_factory=dict)
+    uncounted: set[tuple[str, str]] = field(default_factory=set)  # pods changed since counted
+
+    def reset(self) -> None:
+        self.pods = None
+        self.by_license.clear()
+        self.uncounted.clear()
+
+    def forget(self, key: tuple[str, str]) -> None:
+        if self.pods is None:
+            return
+        self.uncounted.discard(key)
+        entry = self.pods.pop(key, None)
+        if entry is not None:
+            _add_breakdown(self.by_license[entry.license][entry.namespace], entry.usage, sign=-1)
+
+    def recount(self, key: tuple[str, str]) -> None:
+        if self.pods is not None:
+            self.forget(key)
+            self.uncounted.add(key)
+
+    def add(self, key: tuple[str, str], entry: LicensedPod) -> None:
+        assert self.pods is not None
+        self.pods[key] = entry
+        by_namespace = self.by_license.setdefault(entry.license, {})
+        _add_breakdown(by_namespace.setdefault(entry.namespace, {}), entry.usage)
 
 
 @dataclass
@@ -212,9 +245,7 @@ class ClusterState:
     _tenants_by_listed_namespace: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _profiles: ProfileIndex | None = None
     _policy: EffectivePolicy | None = None
-    _licensed_pods: dict[tuple[str, str], _LicensedPod] | None = None
-    # license → namespace → use, split as in UsageBreakdown
-    _consumption: dict[str, dict[str, UsageBreakdown]] = field(default_factory=dict)
+    consumption_index: ConsumptionIndex = field(default_factory=ConsumptionIndex)
     selection_cache: dict[object, object] = field(default_factory=dict)
 
     # ----- derived views -----
@@ -253,56 +284,12 @@ class ClusterState:
         tenant = self.tenants.get(name)
         return TenantLookup(tenant, 1, None if tenant else name)
 
-    def consumption(self, license_name: str) -> Usage:
-        """What the license has committed: the larger of its ledger (DESIGN.md step 7, what every
-        replica's admissions have reserved) and the live pods admitted under it that this view
-        sees (step 5), figure by figure, so neither a view that lags the ledger nor a ledger
-        not yet written lets a decision see more headroom than there is.
-
-        Only the license's tenant's pods count: a pod in a namespace that tenant does not claim
-        cannot use up its cap. A namespace in conflict still counts for each claimant, which
-        errs on the safe side. "Controlled" is the decision's definition: in a controlled band,
-        or covered by a bandwidth control for the license's tenant.
-        """
-        live = self.live_consumption(license_name)
-        ledger = self.ledgers.get(license_name)
-        if ledger is None:
-            return live
-        return Usage(
-            max(live.tpp, float(ledger.committed_tpp)),
-            max(live.accelerators, float(ledger.committed_accelerators)),
-        )
-
-    def live_consumption(self, license_name: str) -> Usage:
-        """Controlled TPP and accelerators of the live pods of the license's tenant stamped with it."""
-        self._ensure_consumption()
-        used = NO_USAGE
-        by_namespace = self._consumption.get(license_name)
-        if by_namespace:
-            lic = self.licenses.get(license_name)
-            tenant = self.tenants.get(lic.spec.tenant) if lic is not None else None
-            covered: dict[str, bool] = {}
-            for namespace, breakdown in by_namespace.items():
-                if lic is not None and not self._claims(lic.spec.tenant, namespace):
-                    continue
-                for key, usage in breakdown.items():
-                    if key not in covered:
-                        covered[key] = key == BAND_CONTROLLED or self._covered_for(key, tenant)
-                    if covered[key]:
-                        used = used + usage
-        return used
-
     def known_pod_uids(self) -> set[str]:
         """The uids of the pods this view knows, whatever their phase (the reconciler's "seen")."""
         return {pod.metadata.uid for pod in self.pods.values() if pod.metadata.uid}
 
-    def _covered_for(self, profile: str, tenant: Tenant | None) -> bool:
-        resolved = self.profiles.by_name.get(profile)
-        if tenant is None or resolved is None:
-            return False
-        return bool(coverages(self.policy, profile, resolved.spec, tenant.spec))
-
-    def _claims(self, tenant: str, namespace: str) -> bool:
+    def tenant_claims_namespace(self, tenant: str, namespace: str) -> bool:
+        """Whether the tenant claims the namespace, by its list or by the namespace's label."""
         if tenant in self._tenants_by_listed_namespace.get(namespace, ()):
             return True
         ns = self.namespaces.get(namespace)
@@ -352,9 +339,8 @@ class ClusterState:
                     self._hardware_changed()
             case Pod():
                 key = (obj.metadata.namespace or "", obj.metadata.name)
-                self._forget_pod_usage(key)
                 self.pods[key] = obj
-                self._count_pod_usage(key, obj)
+                self.consumption_index.recount(key)
             case ResourceClaim():
                 self.claims[(obj.metadata.namespace or "", obj.metadata.name)] = obj
             case ResourceClaimTemplate():
@@ -384,7 +370,7 @@ class ClusterState:
                 if self.nodes.pop(name, None) is not None:
                     self._hardware_changed()
             case "Pod":
-                self._forget_pod_usage(key)
+                self.consumption_index.forget(key)
                 self.pods.pop(key, None)
             case "ResourceClaim":
                 self.claims.pop(key, None)
@@ -411,32 +397,4 @@ class ClusterState:
         self._invalidate_consumption()
 
     def _invalidate_consumption(self) -> None:
-        self._licensed_pods = None
-        self._consumption.clear()
-
-    def _ensure_consumption(self) -> None:
-        if self._licensed_pods is None:
-            self._licensed_pods = {}
-            for key, pod in self.pods.items():
-                self._count_pod_usage(key, pod)
-
-    def _count_pod_usage(self, key: tuple[str, str], pod: Pod) -> None:
-        if self._licensed_pods is None:
-            return  # counted on the next rebuild
-        license_name = pod.metadata.annotations.get(LICENSE_ANNOTATION)
-        if not license_name or pod.status.phase in TERMINAL_PHASES:
-            return
-        from computegate.engine.footprint import usage_by_coverage  # footprint reads this module
-
-        # The model of an unbound pod is chosen for its namespace's tenant, as in the decision.
-        usage = usage_by_coverage(self, pod.spec, key[0], tenant=self.tenant_for_namespace(key[0]).tenant)
-        self._licensed_pods[key] = _LicensedPod(license_name, key[0], usage)
-        by_namespace = self._consumption.setdefault(license_name, {})
-        _add_breakdown(by_namespace.setdefault(key[0], {}), usage)
-
-    def _forget_pod_usage(self, key: tuple[str, str]) -> None:
-        if self._licensed_pods is None:
-            return
-        entry = self._licensed_pods.pop(key, None)
-        if entry is not None:
-            _add_breakdown(self._consumption[entry.license][entry.namespace], entry.usage, sign=-1)
+        self.consumption_index.reset()

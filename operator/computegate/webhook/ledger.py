@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from computegate.engine import ClusterState
+from computegate.engine import ClusterState, consumption
 from computegate.engine.ledger import LEDGER_KEY, Ledger, ReserveRequest, exact, expired, reconcile, reserve
 from computegate.models.resources import GROUP, VERSION
 from computegate.webhook import licenses
@@ -140,7 +140,7 @@ class LedgerWriter:
 
     def _first_ledger(self, name: str) -> Ledger:
         # No ledger yet (a license made before this version ran): start from the pods counted now.
-        live = self.state.live_consumption(name)
+        live = consumption.live(self.state, name)
         return Ledger(exact(live.tpp), exact(live.accelerators))
 
 
@@ -265,7 +265,7 @@ class Reconciler:
         if cached is None:
             return
         now = self.clock()
-        live = self.state.live_consumption(name)
+        live = consumption.live(self.state, name)
         seen = self.state.known_pod_uids()
         obj = fresh if fresh is not None else await self.kube.get(f"{LICENSES}/{name}")
         if obj is None:
@@ -303,7 +303,7 @@ class Reconciler:
         """Every replica exports what its view of the ledger says, leader or not."""
         current: set[tuple[str, str]] = set()
         for name, lic in self.state.licenses.items():
-            used = self.state.consumption(name)
+            used = consumption.committed(self.state, name)
             tenant = lic.spec.tenant
             current.add((name, tenant))
             self.metrics.consumed_tpp.labels(name, tenant).set(used.tpp)

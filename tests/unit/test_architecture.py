@@ -1,0 +1,36 @@
+"""The package's shape, checked: no import cycles, and the public API of the engine and the
+models is exactly what their ``__all__`` says (as httpx checks its own)."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import grimp
+import pytest
+
+
+def test_no_module_of_ours_imports_one_that_imports_it_back() -> None:
+    graph = grimp.build_graph("computegate")
+    cycles = sorted(
+        {
+            tuple(sorted((module, imported)))
+            for module in graph.modules
+            for imported in graph.find_modules_directly_imported_by(module)
+            if imported.startswith("computegate") and graph.chain_exists(importer=imported, imported=module)
+        }
+    )
+    assert cycles == []
+
+
+@pytest.mark.parametrize("package", ["computegate.engine", "computegate.models"])
+def test_the_public_names_are_exactly_those_exported(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = set(module.__all__)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not (isinstance(value, types.ModuleType) and name not in exported)
+    } - {"annotations"}
+    assert public == exported
+    assert all(hasattr(module, name) for name in exported)
