@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,13 @@ GROUP, VERSION = "computegate.io", "v1alpha1"
 
 
 class Replicated:
-    def __init__(self, cluster: Cluster, replicas: list[Operator], spreader: Spreader) -> None:
+    def __init__(
+        self, cluster: Cluster, replicas: list[Operator], mutating: Spreader, validating: Spreader
+    ) -> None:
         self.cluster = cluster
         self.replicas = replicas
-        self.spreader = spreader
+        self.mutating = mutating
+        self.validating = validating  # its own endpoint, so a test can hold back only its answers
         self.admin = cluster.plane.api_client()
 
     def licensed(self, chips: int) -> tuple[str, str, str]:
@@ -167,14 +171,15 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]
             Operator(plane, work / f"r{i}", kubeconfig=kubeconfig, cert_dir=certs, registered_port=-1)
             for i in range(REPLICAS)
         ]
-        spreader = Spreader([("127.0.0.1", r.port) for r in replicas])
-        spreader.start_in_thread()
+        mutating, validating = (Spreader([("127.0.0.1", r.port) for r in replicas]) for _ in range(2))
+        mutating.start_in_thread()
+        validating.start_in_thread()
         for replica in replicas:
-            replica.registered_port = spreader.port
-        register(plane, spreader.port, certs)
+            replica.registered_port = validating.port
+        register(plane, mutating.port, certs, validating_port=validating.port)
         for replica in replicas:
             replica.start()
-        yield Replicated(cluster, replicas, spreader)
+        yield Replicated(cluster, replicas, mutating, validating)
         for replica in replicas:
             replica.stop()
     finally:
@@ -325,15 +330,31 @@ def test_a_pod_refused_after_its_reservation_gives_the_headroom_back_at_the_ttl(
     )
     refused = cluster.create(yaml.safe_dump(_pod("quota", namespace)))
     assert not refused.ok and "exceeded quota" in refused.stderr
-    assert replicated.ledger(lic).get("ledger", {}).get("reservations"), (
-        "the webhook reserved before the quota refused"
-    )
+    _leaks_then_comes_back(replicated, lic, "quota")
+
+
+def _leaks_then_comes_back(replicated: Replicated, lic: str, pod: str) -> None:
+    """The reservation of a pod that was never created holds its headroom, then goes at the TTL."""
     wait_until(
-        lambda: replicated.ledger(lic).get("headroomTPP") == 2 * H100_TPP,
+        lambda: replicated.ledger(lic).get("consumedTPP") == H100_TPP,
+        timeout=10,
+        what="the reservation without a pod to show as consumed",
+    )
+    (entry,) = _reservations(replicated, lic)
+    assert entry["pod"].split("/")[1] == pod
+    reserved_at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
+    wait_until(
+        lambda: (
+            replicated.ledger(lic).get("headroomTPP") == 2 * H100_TPP and not _reservations(replicated, lic)
+        ),
         timeout=RESERVATION_TTL + 20,
         what="the reservation to go at the TTL",
     )
-    assert not replicated.ledger(lic).get("ledger", {}).get("reservations")
+    assert datetime.now(UTC) - reserved_at >= timedelta(seconds=RESERVATION_TTL)  # not before the TTL
+
+
+def _reservations(replicated: Replicated, lic: str) -> list[dict[str, Any]]:
+    return list((replicated.ledger(lic).get("ledger") or {}).get("reservations", {}).values())
 
 
 def test_an_answer_the_api_server_gave_up_on_gives_the_headroom_back_at_the_ttl(
@@ -341,18 +362,11 @@ def test_an_answer_the_api_server_gave_up_on_gives_the_headroom_back_at_the_ttl(
 ) -> None:
     cluster = replicated.cluster
     _tenant, namespace, lic = replicated.licensed(2)
-    replicated.spreader.delay = 6.0  # the webhooks' timeoutSeconds is 5
+    replicated.validating.delay = 6.0  # the webhooks' timeoutSeconds is 5
     try:
         late = cluster.create(yaml.safe_dump(_pod("late", namespace)))
     finally:
-        replicated.spreader.delay = 0.0
+        replicated.validating.delay = 0.0
     assert not late.ok
     assert replicated.live_pods(namespace) == []
-    wait_until(
-        lambda: (
-            replicated.ledger(lic).get("headroomTPP") == 2 * H100_TPP
-            and not replicated.ledger(lic).get("ledger", {}).get("reservations")
-        ),
-        timeout=RESERVATION_TTL + 20,
-        what="the reservation to go at the TTL",
-    )
+    _leaks_then_comes_back(replicated, lic, "late")

@@ -262,12 +262,17 @@ def chart_rbac(plane: ControlPlane) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(rendered) if document]
 
 
-def register(plane: ControlPlane, port: int, cert_dir: Path) -> None:
+def register(plane: ControlPlane, port: int, cert_dir: Path, *, validating_port: int | None = None) -> None:
     """As the admin, what `helm install` does: both webhook configurations, with our CA, sending
-    reviews to https://127.0.0.1:<port>."""
+    reviews to https://127.0.0.1:<port> (the validating ones to ``validating_port`` if given)."""
     options = Options(port=port, cert_dir=cert_dir)
     ensure_serving_files(cert_dir, hosts=["127.0.0.1", "localhost"])
     for body in configurations(options):
+        if validating_port is not None and body["kind"] == "ValidatingWebhookConfiguration":
+            for hook in body["webhooks"]:
+                hook["clientConfig"]["url"] = hook["clientConfig"]["url"].replace(
+                    f":{port}/", f":{validating_port}/"
+                )
         result = plane.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", "-", check=False, stdin=json.dumps(body)
         )

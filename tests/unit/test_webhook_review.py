@@ -93,10 +93,13 @@ def test_the_validator_refuses_stamps_changed_after_the_mutating_webhook(make_st
     assert not unstamped.allowed and unstamped.code == "ProtectedAnnotations"
 
 
-def test_a_denied_pod_gets_no_stamps_and_its_message_names_the_code(make_state: StateFactory) -> None:
+def test_a_pod_the_mutating_webhook_would_refuse_is_only_marked_and_the_validator_refuses_it(
+    make_state: StateFactory,
+) -> None:
     review = reviewer(licensed_state(make_state, max_tpp=1000))
-    assert review.mutate_workload(request(pod())).annotations == {}
-    outcome = review.validate_workload(request(pod()))
+    mark = review.mutate_workload(request(pod())).annotations
+    assert mark == {DECISION_ANNOTATION: "Denied", CODE_ANNOTATION: "LicenseCapExceeded"}
+    outcome = review.validate_workload(request(apply(pod(), mark)))
     assert not outcome.allowed and outcome.http_code == 403
     assert outcome.message.startswith("[LicenseCapExceeded]")
 
@@ -200,3 +203,31 @@ def test_license_status_shows_the_ledger_and_keeps_transition_times(make_state: 
     first = with_transition_times(status, None, NOW)
     later = with_transition_times(status, first, datetime(2026, 7, 1, tzinfo=UTC))
     assert later["conditions"] == first["conditions"]
+
+
+def test_a_replica_that_would_admit_what_the_mutating_replica_refused_refuses_it_with_that_code(
+    make_state: StateFactory,
+) -> None:
+    full = reviewer(licensed_state(make_state, max_tpp=1000))  # the mutating replica's view
+    mark = full.mutate_workload(request(pod())).annotations
+    roomy = reviewer(licensed_state(make_state))  # the validating replica's view, a moment behind
+    outcome = roomy.validate_workload(request(apply(pod(), mark)))
+    assert not outcome.allowed and outcome.code == "LicenseCapExceeded"
+    assert "mutating webhook" in outcome.message and "Retry" in outcome.message
+
+
+def test_a_license_the_mutating_replica_chose_that_is_full_here_is_a_cap_refusal_not_a_forgery(
+    make_state: StateFactory,
+) -> None:
+    state = make_state(
+        node("n1", H100),
+        tenant("globex", "CN", namespaces=["team"]),
+        license_("early", "globex", max_tpp=40_000),
+        license_("late", "globex", max_tpp=40_000, valid_until="2028-01-01T00:00:00Z"),
+    )
+    stamps = reviewer(state).mutate_workload(request(pod())).annotations
+    assert stamps[LICENSE_ANNOTATION] == "early"
+    state.ledgers["early"] = Ledger(exact(40_000), exact(3))  # other replicas filled it meanwhile
+    outcome = reviewer(state).validate_workload(request(apply(pod(), stamps)))
+    assert not outcome.allowed and outcome.code == "LicenseCapExceeded"
+    assert "ExportLicense early" in outcome.message

@@ -50,18 +50,18 @@ class Spreader:
             client_writer.close()  # the API server sees a failed call: its failure policy applies
             return
         await asyncio.gather(
-            self._pipe(client_reader, backend_writer, delay=0.0),
-            self._pipe(backend_reader, client_writer, delay=self.delay),
+            self._pipe(client_reader, backend_writer, answers=False),
+            self._pipe(backend_reader, client_writer, answers=True),
             return_exceptions=True,
         )
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delay: float
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, answers: bool
     ) -> None:
         try:
             while data := await reader.read(65536):
-                if delay:
-                    await asyncio.sleep(delay)
+                if answers and self.delay:  # read each time: kept-alive connections too
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
         finally:

@@ -10,9 +10,10 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client, config
@@ -21,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from computegate.vocabulary import WORKLOAD_BY_PLURAL
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Conflict(Exception):
@@ -31,6 +33,11 @@ class Conflict(Exception):
 class Kube:
     api: Any  # kubernetes.client.ApiClient
     configuration: Any  # kubernetes.client.Configuration
+    # The admission path's own threads (the ledger's reads and swaps, reading a controller), so a
+    # burst of Events, posted after each answer, never queues in front of an answer.
+    urgent: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="kube-urgent")
+    )
 
     @classmethod
     def connect(cls, kubeconfig: Path | None) -> Kube:
@@ -63,7 +70,11 @@ class Kube:
         )
 
     def close(self) -> None:
+        self.urgent.shutdown(wait=False, cancel_futures=True)
         self.api.close()
+
+    async def _urgently(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.urgent, call)
 
     # ----- calls (all run in a thread) -----
 
@@ -105,7 +116,7 @@ class Kube:
                     return None
                 raise
 
-        return await asyncio.to_thread(call)
+        return await self._urgently(call)
 
     async def put(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace; with ``metadata.resourceVersion`` a compare-and-swap (``Conflict`` when lost)."""
@@ -118,7 +129,7 @@ class Kube:
                     raise Conflict(path) from None
                 raise
 
-        return await asyncio.to_thread(call)
+        return await self._urgently(call)
 
     async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         def call() -> dict[str, Any]:
@@ -129,7 +140,7 @@ class Kube:
                     raise Conflict(path) from None
                 raise
 
-        return await asyncio.to_thread(call)
+        return await self._urgently(call)
 
     async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         workload = WORKLOAD_BY_PLURAL.get(plural)

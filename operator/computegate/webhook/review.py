@@ -33,6 +33,7 @@ from computegate.vocabulary import (
 from computegate.webhook.admission import AdmissionRequest
 
 ADMITTED = "Admitted"
+DENIED = "Denied"  # marked by the mutating webhook on a CREATE it would refuse
 AUDIT = "Audit"  # admitted only because the policy's enforcement is Audit
 
 # Codes of our own, beside the engine's: they are about the request, not about compute.
@@ -260,6 +261,10 @@ class Reviewer:
             return self._invalid(request, error, decision_id)  # the validator denies it
         current = _annotations(request.body)
         wanted = self.expected_stamps(request, verdict, decision_id)
+        if request.operation == "CREATE" and not verdict.allowed:
+            # A mark for the validating webhook, which may run on a replica whose view differs
+            # for a moment (a denied object is never stored, so the mark never outlives it).
+            wanted = {DECISION_ANNOTATION: DENIED, CODE_ANNOTATION: verdict.code.value}
         template: Annotations = {}
         if request.operation == "CREATE" and request.plural != "pods":
             # Pods inherit template annotations; a forged stamp there is dropped here (on
@@ -299,6 +304,8 @@ class Reviewer:
         )
         if not verdict.allowed:
             return outcome
+        if request.operation == "CREATE" and (views_differ := self._views_differ(outcome, current)):
+            return views_differ
         wanted = self.expected_stamps(request, verdict, decision_id)
         if _comparable(current) != _comparable(wanted) or (
             wanted and not current.get(DECISION_ID_ANNOTATION)
@@ -312,6 +319,36 @@ class Reviewer:
             )
             return Outcome(request, False, PROTECTED_STAMPS, message, decision_id, verdict=verdict)
         return outcome
+
+    def _views_differ(self, outcome: Outcome, current: Mapping[str, str]) -> Outcome | None:
+        """The mutating webhook judged this CREATE on a replica whose view differed a moment ago
+        (it refused it, or chose a license of the tenant that this view finds full): refuse,
+        retryably, with what the mutating webhook found. None when the stamps are ComputeGate's own
+        for this verdict, or are not ComputeGate's at all (then the stamp check refuses them)."""
+        verdict = outcome.verdict
+        assert verdict is not None
+        what = f"{outcome.kind} {outcome.namespace}/{outcome.name}"
+        late = "replicas see what other replicas admit or free a moment late"
+        if current.get(DECISION_ANNOTATION) == DENIED:
+            code = current.get(CODE_ANNOTATION, "")
+            if code not in {c.value for c in Code} or Code(code).admits:
+                return None
+            message = (
+                f"[{code}] {what} was refused ([{code}]) when ComputeGate's mutating webhook judged it a "
+                f"moment ago; this replica would now admit it ({late}). Retry: the next attempt is judged "
+                "again (controllers retry by themselves)."
+            )
+            denied = verdict.model_copy(update={"allowed": False, "code": Code(code), "message": message})
+            return Outcome(outcome.request, False, code, message, outcome.decision_id, verdict=denied)
+        stamped = current.get(LICENSE_ANNOTATION)
+        tenant_licenses = {lic.metadata.name for lic in self.state.licenses_of(verdict.tenant or "")}
+        if verdict.code is Code.LICENSED and stamped != verdict.license and stamped in tenant_licenses:
+            reason = (
+                f"when ComputeGate's mutating webhook chose ExportLicense {stamped} a moment ago it had room "
+                f"for it, and now it does not ({late})"
+            )
+            return self.not_reserved(outcome, committed_tpp=0.0, max_tpp=0.0, retryable=False, reason=reason)
+        return None
 
     def not_reserved(
         self, outcome: Outcome, *, committed_tpp: float, max_tpp: float, retryable: bool, reason: str
