@@ -96,6 +96,23 @@ def test_computegate_crds_install_and_become_established(
         assert conditions["NamesAccepted"] == "True", name
 
 
+def test_kubectl_explain_describes_the_fields_of_our_resources(
+    computegate_crds: list[str], control_plane: ControlPlane
+) -> None:
+    from computegate.models.resources import ExportLicenseSpec, TenantSpec
+
+    field = ExportLicenseSpec.model_fields["max_tpp"]
+    deadline = time.monotonic() + 30  # the API server publishes a new CRD's OpenAPI a moment later
+    while (
+        explained := control_plane.kubectl("explain", "exportlicenses.spec.maxTPP", check=False)
+    ).returncode:
+        assert time.monotonic() < deadline, explained.stderr
+        time.sleep(0.5)
+    assert str(field.description) in " ".join(explained.stdout.split())
+    tenant = control_plane.kubectl("explain", "tenants.spec.parentJurisdiction", check=False)
+    assert str(TenantSpec.model_fields["parent_jurisdiction"].description) in " ".join(tenant.stdout.split())
+
+
 def test_a_valid_tenant_and_export_license_are_accepted(computegate_crds: list[str], kube_admin: Any) -> None:
     tenant = _create(kube_admin, "tenants", "Tenant", "accepted-tenant", TENANT_SPEC)
     license_ = _create(kube_admin, "exportlicenses", "ExportLicense", "accepted-license", LICENSE_SPEC)

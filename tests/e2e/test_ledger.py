@@ -207,6 +207,10 @@ def test_fifty_creates_at_once_admit_exactly_what_fits_every_round_across_three_
             timeout=15,
             what="the reconciled ledger",
         )
+        listed = replicated.cluster.kubectl("get", "exportlicense", lic)
+        header, row = listed.stdout.splitlines()
+        assert header.split()[3:11] == ["MAX", "TPP", "USED", "TPP", "RESERVED", "TPP", "HEADROOM", "TPP"]
+        assert row.split()[-2] == "Exhausted"  # the STATE column, before AGE
         replicated.delete_pods(namespace)
         wait_until(
             lambda: replicated.ledger(lic).get("consumedTPP") == 0,

@@ -534,3 +534,25 @@ def test_claims_and_extended_resources_in_one_pod_are_both_counted(make_state: S
     body["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimName": "one"}]
     verdict = verdict_of(state, body)
     assert verdict.accelerators == 3
+
+
+def _undescribed(schema: dict[str, Any], where: str) -> list[str]:
+    missing = [] if schema.get("description") else [where]
+    for name, sub in (schema.get("properties") or {}).items():
+        missing += _undescribed(sub, f"{where}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict) and (
+            schema[key].get("properties") or schema[key].get("type") == "object"
+        ):
+            missing += [m for m in _undescribed(schema[key], f"{where}[]") if m != f"{where}[]"]
+    return missing
+
+
+def test_kubectl_explain_has_a_description_for_every_field_of_every_crd() -> None:
+    from computegate.models.crds import crd_manifests
+
+    for crd in crd_manifests():
+        root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        kind = crd["spec"]["names"]["kind"]
+        assert _undescribed(root["properties"]["spec"], f"{kind}.spec") == []
+        assert root["description"]

@@ -21,13 +21,15 @@ from computegate.models.resources import (
 
 JsonSchema = dict[str, Any]
 
-_DROPPED_KEYS = {"title", "description", "$defs", "additionalProperties"}
+_DROPPED_KEYS = {"title", "$defs", "additionalProperties"}
 
 
 def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     """Turn pydantic's JSON Schema into a Kubernetes structural schema: no refs, no null unions."""
     if "$ref" in node:
-        return _structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        referenced = _structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        # `kubectl explain` shows the field's own description before the type's.
+        return {**referenced, "description": node["description"]} if "description" in node else referenced
     if "anyOf" in node:
         options = [option for option in node["anyOf"] if option.get("type") != "null"]
         if len(options) != 1:
@@ -35,6 +37,8 @@ def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
         merged = {**_structural(options[0], defs)}
         if "default" in node and node["default"] is not None:
             merged["default"] = node["default"]
+        if "description" in node:
+            merged["description"] = node["description"]
         return merged
     if "const" in node:
         return {"type": "string", "enum": [node["const"]]}
@@ -79,7 +83,12 @@ _AGE = _column("Age", ".metadata.creationTimestamp", "date")
 
 _LICENSE_STATUS: JsonSchema = {
     "type": "object",
-    "description": "Kept by the operator: consumption, reservations, headroom and conditions.",
+    "description": (
+        "Kept by the operator (docs/webhook.md, the license ledger): ledger (committed figures and "
+        "in-flight reservations by pod uid, written by compare-and-swap), consumedTPP, "
+        "consumedAccelerators, reservedTPP, reservations, headroomTPP, headroomAccelerators, state "
+        "(Active, Exhausted, Expired, Revoked, NotYetValid) and conditions (Valid, Exhausted)."
+    ),
     "x-kubernetes-preserve-unknown-fields": True,
 }
 
@@ -96,6 +105,7 @@ def _crd(
 ) -> dict[str, Any]:
     root: JsonSchema = {
         "type": "object",
+        "description": spec.get("description", kind),
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -172,8 +182,11 @@ def crd_manifests() -> list[dict[str, Any]]:
                 _column("License", ".spec.licenseNumber"),
                 _column("Max TPP", ".spec.maxTPP", "number"),
                 _column("Used TPP", ".status.consumedTPP", "number"),
+                _column("Reserved TPP", ".status.reservedTPP", "number"),
+                _column("Headroom TPP", ".status.headroomTPP", "number"),
                 _column("Valid Until", ".spec.validUntil"),
-                _column("Revoked", ".spec.revoked", "boolean"),
+                _column("State", ".status.state"),
+                _column("Revoked", ".spec.revoked", "boolean", priority=1),
                 _column("Authority", ".spec.authority", priority=1),
                 _column("Valid From", ".spec.validFrom", priority=1),
             ],

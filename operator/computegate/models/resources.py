@@ -52,29 +52,53 @@ def _all_bands() -> list[Band]:
 
 
 class Kyc(ApiModel):
-    status: KycStatus
-    verified_at: Timestamp | None = None
+    """The provider's know-your-customer record of the tenant."""
+
+    status: KycStatus = Field(
+        description="Verified, Pending or Failed; with requireKYC only Verified tenants get controlled TPP"
+    )
+    verified_at: Timestamp | None = Field(default=None, description="When the KYC check passed (RFC 3339)")
 
 
 class TenantSpec(ApiModel):
-    display_name: str | None = None
-    jurisdiction: CountryCode
-    parent_jurisdiction: CountryCode | None = None
-    kyc: Kyc
-    namespaces: list[str] = Field(default_factory=list)
+    """A customer of the cluster: where it is, where its parent is, and which namespaces it owns."""
+
+    display_name: str | None = Field(default=None, description="A name for people; not used in decisions")
+    jurisdiction: CountryCode = Field(
+        description="ISO 3166-1 alpha-2 country where the tenant is established"
+    )
+    parent_jurisdiction: CountryCode | None = Field(
+        default=None,
+        description="Country of its ultimate parent or headquarters; the stricter of the two applies",
+    )
+    kyc: Kyc = Field(description="The know-your-customer record")
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces it owns (a namespace may instead carry the label computegate.io/tenant)",
+    )
 
 
 class ExportLicenseSpec(ApiModel):
-    tenant: str = Field(min_length=1)
-    license_number: str = Field(min_length=1)
-    authority: str = Field(min_length=1)
-    valid_from: Timestamp
-    valid_until: Timestamp
-    accelerators: list[str] = Field(default_factory=list)
-    max_tpp: float = Field(alias="maxTPP", ge=0)
-    max_accelerators: float | None = Field(default=None, ge=0)
-    revoked: bool = False
-    revoked_reason: str | None = None
+    """An export license held by one tenant: which accelerators, how much, from when until when."""
+
+    tenant: str = Field(min_length=1, description="The Tenant that holds it")
+    license_number: str = Field(min_length=1, description="The number the authority gave it")
+    authority: str = Field(min_length=1, description="Who granted it, e.g. US-BIS")
+    valid_from: Timestamp = Field(description="Valid from this instant (RFC 3339), inclusive")
+    valid_until: Timestamp = Field(description="Valid until this instant (RFC 3339), exclusive")
+    accelerators: list[str] = Field(
+        default_factory=list, description="AcceleratorProfile names it covers; empty or absent: any"
+    )
+    max_tpp: float = Field(
+        alias="maxTPP",
+        ge=0,
+        description="Cap on the summed TPP of the controlled accelerators admitted under it",
+    )
+    max_accelerators: float | None = Field(
+        default=None, ge=0, description="Cap on their count (a MIG slice counts as its share of a chip)"
+    )
+    revoked: bool = Field(default=False, description="Revoked: admits nothing more")
+    revoked_reason: str | None = Field(default=None, description="Why it was revoked, shown in messages")
 
     @model_validator(mode="after")
     def _window_is_not_empty(self) -> ExportLicenseSpec:
@@ -84,9 +108,11 @@ class ExportLicenseSpec(ApiModel):
 
 
 class PolicyRule(ApiModel):
-    groups: list[str] = Field(default_factory=list)
-    jurisdictions: list[CountryCode] = Field(default_factory=list)
-    action: Action
+    """Matches a country in any of its groups or in its own list; the first matching rule wins."""
+
+    groups: list[str] = Field(default_factory=list, description="Country groups (built-in or countryGroups)")
+    jurisdictions: list[CountryCode] = Field(default_factory=list, description="Countries, beside the groups")
+    action: Action = Field(description="Allow, RequireLicense or Prohibit")
 
 
 class BandwidthControl(ApiModel):
@@ -96,9 +122,7 @@ class BandwidthControl(ApiModel):
     whose own or parent jurisdiction is in one of ``groups`` or in ``jurisdictions``.
     """
 
-    name: str = Field(
-        min_length=1, description="Short name shown in messages, e.g. 'US April 2025 H20-class'"
-    )
+    name: str = Field(min_length=1, description="Short name shown in messages")
     source: str = Field(min_length=1, description="Where the requirement is published, with its date")
     dram_gbps: float | None = Field(
         default=None,
@@ -133,14 +157,38 @@ class BandwidthControl(ApiModel):
 
 
 class CompliancePolicySpec(ApiModel):
-    enforcement: Enforcement = Enforcement.ENFORCE
-    country_groups: dict[str, list[CountryCode]] = Field(default_factory=dict)
-    rules: list[PolicyRule] | None = None
-    controlled_bands: list[Band] = Field(default_factory=_all_bands)
-    require_kyc: bool = Field(default=True, alias="requireKYC")
-    unknown_tenant: UnknownTenantAction = UnknownTenantAction.DENY
-    unknown_accelerator: UnknownAcceleratorAction = UnknownAcceleratorAction.ASSUME_MOST_CAPABLE
-    exempt_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+    """The cluster's policy (one, named default): which countries need a license, and how strictly."""
+
+    enforcement: Enforcement = Field(
+        default=Enforcement.ENFORCE,
+        description="Enforce (deny) or Audit (admit, but warn, annotate and record the would-be denial)",
+    )
+    country_groups: dict[str, list[CountryCode]] = Field(
+        default_factory=dict,
+        description="Group name to countries, merged over the built-in EAR groups by name",
+    )
+    rules: list[PolicyRule] | None = Field(
+        default=None, description="Ordered rules, first match wins; absent: the built-in rules"
+    )
+    controlled_bands: list[Band] = Field(
+        default_factory=_all_bands, description="ECCN bands that count as controlled"
+    )
+    require_kyc: bool = Field(
+        default=True,
+        alias="requireKYC",
+        description="Only tenants whose KYC is Verified receive controlled compute",
+    )
+    unknown_tenant: UnknownTenantAction = Field(
+        default=UnknownTenantAction.DENY,
+        description="What happens in a namespace no tenant owns: Deny or Allow",
+    )
+    unknown_accelerator: UnknownAcceleratorAction = Field(
+        default=UnknownAcceleratorAction.ASSUME_MOST_CAPABLE,
+        description="A model no profile resolves: AssumeMostCapable or Deny",
+    )
+    exempt_namespaces: list[str] = Field(
+        default_factory=lambda: ["kube-system"], description="Namespaces never judged (cluster components)"
+    )
     bandwidth_controls: list[BandwidthControl] | None = Field(
         default=None,
         description="License requirements that follow bandwidth; absent = the built-in list, [] = none",
@@ -148,15 +196,29 @@ class CompliancePolicySpec(ApiModel):
 
 
 class AcceleratorProfileSpec(ApiModel):
-    vendor: str
-    model: str
-    resource_names: list[str] = Field(min_length=1)
-    product_labels: dict[str, list[str]] = Field(default_factory=dict)
-    device_class_names: list[str] = Field(default_factory=list)
-    tpp: float = Field(ge=0)
-    performance_density: float | None = Field(default=None, ge=0)
-    datacenter: bool = True
-    mig_compute_slices: int | None = Field(default=None, ge=1)
+    """One accelerator model (the name is its id): its figures and how nodes and pods name it."""
+
+    vendor: str = Field(description="The chip's maker, e.g. NVIDIA")
+    model: str = Field(description="The model as people name it, e.g. H100 SXM5 80GB")
+    resource_names: list[str] = Field(
+        min_length=1, description="Extended resources that request it, e.g. nvidia.com/gpu"
+    )
+    product_labels: dict[str, list[str]] = Field(
+        default_factory=dict, description="Node label key to the values that identify it"
+    )
+    device_class_names: list[str] = Field(
+        default_factory=list, description="DRA DeviceClasses whose devices are this model"
+    )
+    tpp: float = Field(ge=0, description="Total Processing Performance of one chip (ECCN 3A090)")
+    performance_density: float | None = Field(
+        default=None, ge=0, description="TPP per mm2 of die area; absent = unknown (counted as dense)"
+    )
+    datacenter: bool = Field(
+        default=True, description="Designed or marketed for data centres (ECCN 3A090 Note 2)"
+    )
+    mig_compute_slices: int | None = Field(
+        default=None, ge=1, description="MIG compute slices of one chip, e.g. 7; absent = no MIG"
+    )
     memory_bandwidth_gbps: float | None = Field(
         default=None,
         alias="memoryBandwidthGBps",

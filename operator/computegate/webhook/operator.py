@@ -63,7 +63,9 @@ def build_runtime(options: Options, *, ca_changed: asyncio.Event) -> Runtime:
         metrics=metrics,
         decisions=configure_decision_log(),
         kube=kube,
-        ledger=LedgerWriter(kube, state, metrics, settle_within=options.settle_within),
+        ledger=LedgerWriter(kube, state, metrics, settle_within=options.settle_within)
+        if options.ledger
+        else None,
         server=server,
     )
 

@@ -29,6 +29,7 @@ class Options:
     reconcile_interval: float = 10.0  # the ledger's reconciler looks at least this often
     reservation_ttl: float = 120.0  # longer than the API server's request timeout (60 s)
     settle_within: float = 3.0  # a reservation not settled by then is refused as retryable
+    ledger: bool = True  # off only to measure what the ledger costs (bench/)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "API server's request timeout)",
     )
     parser.add_argument(
+        "--ledger",
+        choices=["on", "off"],
+        default="on",
+        help="off: no reservations, caps hold only per replica's view (for benchmarks, never in a cluster)",
+    )
+    parser.add_argument(
         "--reconcile-interval",
         type=float,
         default=d.reconcile_interval,
@@ -134,4 +141,5 @@ def options_from(args: argparse.Namespace) -> Options:
         reload_interval=args.reload_interval,
         reservation_ttl=args.reservation_ttl,
         reconcile_interval=args.reconcile_interval,
+        ledger=args.ledger == "on",
     )

@@ -47,7 +47,7 @@ class Runtime:
     decisions: logging.Logger
     kube: Kube
     server: WebhookServer
-    ledger: LedgerWriter
+    ledger: LedgerWriter | None  # None only to measure what the ledger costs
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -138,7 +138,8 @@ class Runtime:
         (DESIGN.md step 7); dry runs and admissions only Audit allowed reserve nothing."""
         verdict, request = outcome.verdict, outcome.request
         if (
-            verdict is None
+            self.ledger is None
+            or verdict is None
             or not outcome.allowed
             or verdict.audit
             or verdict.license is None
