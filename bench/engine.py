@@ -40,7 +40,7 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 H100 = "NVIDIA-H100-80GB-HBM3"
 PRODUCTS = [H100, "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S", "NVIDIA-H200", "Tesla-T4"]
 JURISDICTIONS = ["CN", "SG", "US", "AE", "MO", "DE", "VN", "IN"]  # CN, AE, MO, VN: RequireLicense
-LICENSED_SHARE = 4  # one pod in four carries a licence annotation
+LICENSED_SHARE = 4  # one pod in four carries a license annotation
 TARGET_RATE = 10_000  # decisions per second
 TARGET_P99_US = 1_000.0
 TARGET_RATIO = 1.2
@@ -131,7 +131,7 @@ def build_state(size: Size) -> ClusterState:
                         "licenseNumber": f"D{n:07d}",
                         "authority": "US-BIS",
                         "validFrom": "2026-01-01T00:00:00Z",
-                        # The second licence of each tenant expired: a decision sees both kinds.
+                        # The second license of each tenant expired: a decision sees both kinds.
                         "validUntil": "2027-01-01T00:00:00Z" if which == 0 else "2026-03-01T00:00:00Z",
                         "accelerators": ["nvidia-h100-sxm5-80gb", "nvidia-a100-sxm4-80gb"],
                         "maxTPP": 50_000_000,
@@ -154,7 +154,7 @@ def build_state(size: Size) -> ClusterState:
 
 
 def licensed_tenants(size: Size, count: int = 100) -> list[int]:
-    """Tenants in CN (RequireLicense by the built-in rules), whose first licence is valid."""
+    """Tenants in CN (RequireLicense by the built-in rules), whose first license is valid."""
     return [t for t in range(size.tenants) if JURISDICTIONS[t % len(JURISDICTIONS)] == "CN"][:count]
 
 

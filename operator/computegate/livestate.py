@@ -8,11 +8,11 @@ field error reads the same way whichever the source.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from computegate.engine.state import Catalog, ClusterState
+from computegate.kubeclient import KubeconfigError, api_client
 from computegate.models.resources import GROUP, VERSION
 from computegate.statefiles import Document, InputError, parse_state_object
 
@@ -41,22 +41,10 @@ _CORE_LISTS = {
 def load_live_state(kubeconfig: Path | None, catalog: Catalog) -> ClusterState:
     """List every kind of the state; ``kubeconfig`` None: ``$KUBECONFIG``/``~/.kube/config``,
     else the in-cluster service account."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    load_kube_config: Callable[..., None] = config.load_kube_config  # untyped library
-    load_incluster_config: Callable[..., None] = config.load_incluster_config
     try:
-        if kubeconfig is not None:
-            load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        else:
-            try:
-                load_incluster_config(client_configuration=configuration)
-            except config.ConfigException:
-                load_kube_config(client_configuration=configuration)
-    except (config.ConfigException, OSError) as error:
-        raise InputError(f"{kubeconfig or 'kubeconfig'}: cannot be used: {error}") from None
-    api: Any = client.ApiClient(configuration)
+        api: Any = api_client(kubeconfig)
+    except KubeconfigError as error:
+        raise InputError(f"cannot reach the cluster: {error}") from None
     try:
         return _read(api, catalog)
     finally:

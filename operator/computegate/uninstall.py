@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(_: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
 
-    from computegate.webhook.selftls import api_client_from_environment
+    from computegate.kubeclient import api_client as connect
 
-    api_client = api_client_from_environment()
+    api_client = connect(None)
     try:
         results = delete_webhook_configurations(api_client)
     except ApiException as error:

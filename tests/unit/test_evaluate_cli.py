@@ -92,7 +92,7 @@ def gpu_pod(name: str, gpus: int | str = 4, namespace: str = "research") -> dict
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
-    """A CN tenant (RequireLicense by the built-in rules) with a licence for 8 A100s."""
+    """A CN tenant (RequireLicense by the built-in rules) with a license for 8 A100s."""
     state = tmp_path / "state"
     write(
         state / "cluster.yaml",
@@ -206,7 +206,7 @@ def test_a_controller_is_checked_against_the_headroom_but_reserves_nothing(
     assert [json.loads(line)["accelerators"] for line in lines] == [8, 8]
 
 
-def test_running_annotated_pods_in_the_state_consume_the_licence(
+def test_running_annotated_pods_in_the_state_consume_the_license(
     capsys: pytest.CaptureFixture[str], state_dir: Path, tmp_path: Path
 ) -> None:
     old = gpu_pod("old", 6)

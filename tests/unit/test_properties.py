@@ -50,7 +50,7 @@ LICENSE_WINDOWS = [
 
 
 @st.composite
-def licences(draw: st.DrawFn, index: int) -> dict[str, Any]:
+def licenses(draw: st.DrawFn, index: int) -> dict[str, Any]:
     valid_from, valid_until = draw(st.sampled_from(LICENSE_WINDOWS))
     return license_(
         f"lic-{index}",
@@ -76,7 +76,7 @@ def worlds(draw: st.DrawFn) -> dict[str, Any]:
         "parent": draw(st.sampled_from([None, *COUNTRIES])),
         "kyc": draw(st.sampled_from(["Verified", "Verified", "Verified", "Pending"])),
         "namespace": draw(st.sampled_from(["team", "team", "team", "nowhere", "kube-system"])),
-        "licences": [draw(licences(i)) for i in range(draw(st.integers(0, 3)))],
+        "licenses": [draw(licenses(i)) for i in range(draw(st.integers(0, 3)))],
         "used": draw(st.sampled_from([0, 1, 4])),  # GPUs already running under lic-0
         "policy": policy(
             enforcement=draw(st.sampled_from(["Enforce", "Enforce", "Audit"])),
@@ -93,9 +93,9 @@ def build(world: dict[str, Any]) -> ClusterState:
     owner = tenant(
         "acme", world["jurisdiction"], namespaces=["team"], parent=world["parent"], kyc=world["kyc"]
     )
-    for body in [*world["nodes"], owner, *world["licences"], world["policy"]]:
+    for body in [*world["nodes"], owner, *world["licenses"], world["policy"]]:
         state.upsert(obj(body))
-    if world["used"] and world["licences"]:
+    if world["used"] and world["licenses"]:
         old = pod_with([container(limits={"nvidia.com/gpu": world["used"]})], name="old")
         state.upsert(obj(running(old, license_name="lic-0")))
     return state
@@ -235,10 +235,10 @@ def build_with_h20(world: dict[str, Any], dram: float | None, io: float | None) 
     owner = tenant(
         "acme", world["jurisdiction"], namespaces=["team"], parent=world["parent"], kyc=world["kyc"]
     )
-    bodies = [*world["nodes"], node("n-h20", H20), h20_like(dram, io), owner, *world["licences"]]
+    bodies = [*world["nodes"], node("n-h20", H20), h20_like(dram, io), owner, *world["licenses"]]
     for body in [*bodies, world["policy"]]:
         state.upsert(obj(body))
-    if world["used"] and world["licences"]:
+    if world["used"] and world["licenses"]:
         old = pod_with([container(limits={"nvidia.com/gpu": world["used"]})], name="old")
         state.upsert(obj(running(old, license_name="lic-0")))
     return state

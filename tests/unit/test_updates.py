@@ -35,7 +35,7 @@ def deployment(replicas: int, image: str = "trainer:1", gpus: int = 2) -> dict[s
 
 @pytest.fixture
 def full(licensed_state: StateFactory) -> Any:
-    """A licence whose cap is fully used by the deployment's four running pods (2 GPUs each)."""
+    """A license whose cap is fully used by the deployment's four running pods (2 GPUs each)."""
     state = licensed_state(license_("lic", "acme", max_tpp=8 * TPP["h100"]))
     for index in range(4):
         state.upsert(_obj(running(pod(f"trainer-{index}", gpus=2), license_name="lic", node_name="h100-1")))
@@ -48,18 +48,18 @@ def _obj(body: dict[str, Any]) -> Any:
     return obj(body)
 
 
-def test_the_licence_is_full(full: Any) -> None:
+def test_the_license_is_full(full: Any) -> None:
     from tests.unit.conftest import verdict_of
 
     assert verdict_of(full, deployment(1)).code is Code.LICENSE_CAP_EXCEEDED
 
 
-def test_an_image_bump_under_a_full_licence_is_admitted(full: Any) -> None:
+def test_an_image_bump_under_a_full_license_is_admitted(full: Any) -> None:
     verdict = update(full, deployment(4, "trainer:1"), deployment(4, "trainer:2"))
     assert verdict.allowed
 
 
-def test_a_scale_down_under_a_full_licence_is_admitted(full: Any) -> None:
+def test_a_scale_down_under_a_full_license_is_admitted(full: Any) -> None:
     assert update(full, deployment(4), deployment(2)).allowed
 
 
@@ -77,7 +77,7 @@ def test_a_scale_up_is_judged_on_the_growth_only(licensed_state: StateFactory) -
     assert update(state, deployment(4), deployment(6)).code is Code.LICENSE_CAP_EXCEEDED
 
 
-def test_a_scale_up_without_any_licence_is_denied(licensed_state: StateFactory) -> None:
+def test_a_scale_up_without_any_license_is_denied(licensed_state: StateFactory) -> None:
     verdict = update(licensed_state(), deployment(1), deployment(2))
     assert verdict.code is Code.NO_LICENSE
     assert not verdict.allowed
@@ -99,7 +99,7 @@ def test_a_pod_update_is_never_denied_for_accounting(full: Any) -> None:
     assert verdict.allowed
 
 
-def test_a_pod_update_is_admitted_even_when_its_licence_was_revoked(licensed_state: StateFactory) -> None:
+def test_a_pod_update_is_admitted_even_when_its_license_was_revoked(licensed_state: StateFactory) -> None:
     state = licensed_state(license_("lic", "acme", revoked=True))
     old = running(pod("trainer-0", gpus=2), license_name="lic")
     verdict = update(state, old, copy.deepcopy(old))

@@ -1,4 +1,4 @@
-"""DESIGN.md step 4 and 5: the verdict, first match wins, and licence consumption."""
+"""DESIGN.md step 4 and 5: the verdict, first match wins, and license consumption."""
 
 from __future__ import annotations
 
@@ -283,7 +283,7 @@ def test_no_license_names_what_to_request(make_state: StateFactory) -> None:
     assert "31,664" in verdict.message
 
 
-def test_a_licence_of_another_tenant_does_not_count(licensed_state: StateFactory) -> None:
+def test_a_license_of_another_tenant_does_not_count(licensed_state: StateFactory) -> None:
     state = licensed_state(tenant("other", "CN", namespaces=["o"]), license_("theirs", "other"))
     assert verdict_of(state, pod()).code is Code.NO_LICENSE
 
@@ -296,7 +296,7 @@ def test_a_usable_license_admits_and_is_named(licensed_state: StateFactory) -> N
     assert "lic" in verdict.message
 
 
-# ----- each licence state -----
+# ----- each license state -----
 
 LICENSE_STATES = [
     ({"revoked": True}, Code.LICENSE_REVOKED),
@@ -319,27 +319,27 @@ def test_every_license_failure_denies_with_its_code(
     assert "lic" in verdict.message
 
 
-def test_a_revoked_licence_says_why(licensed_state: StateFactory) -> None:
+def test_a_revoked_license_says_why(licensed_state: StateFactory) -> None:
     body = license_("lic", "acme", revoked=True)
     body["spec"]["revokedReason"] = "end-use check failed"
     verdict = verdict_of(licensed_state(body), pod())
     assert "end-use check failed" in verdict.message
 
 
-def test_a_licence_is_valid_from_its_first_instant(licensed_state: StateFactory) -> None:
+def test_a_license_is_valid_from_its_first_instant(licensed_state: StateFactory) -> None:
     state = licensed_state(license_("lic", "acme", valid_from="2026-06-01T00:00:00Z"))
     assert verdict_of(state, pod(), at=NOW).code is Code.LICENSED
     assert verdict_of(state, pod(), at=NOW - timedelta(microseconds=1)).code is Code.LICENSE_NOT_YET_VALID
 
 
-def test_a_licence_is_expired_at_its_valid_until(licensed_state: StateFactory) -> None:
+def test_a_license_is_expired_at_its_valid_until(licensed_state: StateFactory) -> None:
     state = licensed_state(license_("lic", "acme", valid_until="2026-06-01T00:00:00Z"))
     assert verdict_of(state, pod(), at=NOW).code is Code.LICENSE_EXPIRED
     assert verdict_of(state, pod(), at=NOW - timedelta(microseconds=1)).code is Code.LICENSED
 
 
 def test_validity_compares_instants_across_offsets(licensed_state: StateFactory) -> None:
-    # 02:00+02:00 is midnight UTC: the licence is valid from NOW exactly.
+    # 02:00+02:00 is midnight UTC: the license is valid from NOW exactly.
     state = licensed_state(license_("lic", "acme", valid_from="2026-06-01T02:00:00+02:00"))
     assert verdict_of(state, pod(), at=NOW).code is Code.LICENSED
 
@@ -350,7 +350,7 @@ def test_a_cap_exactly_met_is_not_exceeded(licensed_state: StateFactory) -> None
     assert verdict_of(state, pod(gpus=3)).code is Code.LICENSE_CAP_EXCEEDED
 
 
-def test_scope_names_the_models_the_licence_covers(licensed_state: StateFactory) -> None:
+def test_scope_names_the_models_the_license_covers(licensed_state: StateFactory) -> None:
     verdict = verdict_of(licensed_state(license_("lic", "acme", accelerators=["a100", "h100"])), H100_POD)
     assert verdict.code is Code.LICENSED
 
@@ -361,7 +361,7 @@ def test_an_empty_accelerator_list_covers_any_model(licensed_state: StateFactory
     )
 
 
-def test_a_licence_fails_its_first_check_in_order(licensed_state: StateFactory) -> None:
+def test_a_license_fails_its_first_check_in_order(licensed_state: StateFactory) -> None:
     # Revoked, expired, out of scope and over the cap: revoked is its first failure.
     body = license_(
         "lic", "acme", revoked=True, valid_until="2026-02-01T00:00:00Z", accelerators=["a100"], max_tpp=1
@@ -394,7 +394,7 @@ def test_the_verdict_takes_the_closest_failure(licensed_state: StateFactory, clo
         assert verdict.license == "z-near"
 
 
-def test_equally_close_failures_are_broken_by_licence_name(licensed_state: StateFactory) -> None:
+def test_equally_close_failures_are_broken_by_license_name(licensed_state: StateFactory) -> None:
     state = licensed_state(
         license_("beta", "acme", revoked=True, valid_until="2026-08-01T00:00:00Z"),
         license_("alpha", "acme", revoked=True, valid_until="2026-12-01T00:00:00Z"),
@@ -404,7 +404,7 @@ def test_equally_close_failures_are_broken_by_licence_name(licensed_state: State
     assert verdict.license == "alpha"
 
 
-def test_a_usable_licence_wins_over_failing_ones(licensed_state: StateFactory) -> None:
+def test_a_usable_license_wins_over_failing_ones(licensed_state: StateFactory) -> None:
     state = licensed_state(
         license_("a", "acme", revoked=True), license_("b", "acme", max_tpp=1), license_("c", "acme")
     )
@@ -413,7 +413,7 @@ def test_a_usable_licence_wins_over_failing_ones(licensed_state: StateFactory) -
     assert verdict.license == "c"
 
 
-def test_among_usable_licences_the_one_expiring_first_is_used(licensed_state: StateFactory) -> None:
+def test_among_usable_licenses_the_one_expiring_first_is_used(licensed_state: StateFactory) -> None:
     state = licensed_state(
         license_("a-late", "acme", valid_until="2026-12-01T00:00:00Z"),
         license_("z-soon", "acme", valid_until="2026-07-01T00:00:00Z"),
@@ -421,12 +421,12 @@ def test_among_usable_licences_the_one_expiring_first_is_used(licensed_state: St
     assert verdict_of(state, H100_POD).license == "z-soon"
 
 
-def test_usable_licences_expiring_together_are_chosen_by_name(licensed_state: StateFactory) -> None:
+def test_usable_licenses_expiring_together_are_chosen_by_name(licensed_state: StateFactory) -> None:
     state = licensed_state(license_("beta", "acme"), license_("alpha", "acme"))
     assert verdict_of(state, H100_POD).license == "alpha"
 
 
-def test_a_licence_without_headroom_is_passed_over_for_one_with_it(licensed_state: StateFactory) -> None:
+def test_a_license_without_headroom_is_passed_over_for_one_with_it(licensed_state: StateFactory) -> None:
     state = licensed_state(
         license_("soon-small", "acme", valid_until="2026-07-01T00:00:00Z", max_tpp=TPP["h100"]),
         license_("late-big", "acme", valid_until="2026-12-01T00:00:00Z"),
@@ -442,7 +442,7 @@ def _cap_state(licensed_state: StateFactory, *pods: dict[str, Any]) -> Any:
     return licensed_state(license_("lic", "acme", max_tpp=4 * TPP["h100"], max_accelerators=4), *pods)
 
 
-def test_annotated_running_pods_consume_the_licence(licensed_state: StateFactory) -> None:
+def test_annotated_running_pods_consume_the_license(licensed_state: StateFactory) -> None:
     state = _cap_state(licensed_state, running(pod("old", gpus=3), license_name="lic", node_name="h100-1"))
     assert verdict_of(state, pod(gpus=1)).code is Code.LICENSED
     verdict = verdict_of(state, pod(gpus=2))
@@ -467,7 +467,7 @@ def test_pods_without_the_annotation_do_not_consume(licensed_state: StateFactory
     assert verdict_of(state, pod(gpus=4)).code is Code.LICENSED
 
 
-def test_pods_of_another_licence_do_not_consume_this_one(licensed_state: StateFactory) -> None:
+def test_pods_of_another_license_do_not_consume_this_one(licensed_state: StateFactory) -> None:
     state = _cap_state(licensed_state, license_("other", "acme", valid_until="2027-06-01T00:00:00Z"))
     state.upsert(_obj(running(pod("old", gpus=4), license_name="other")))
     assert verdict_of(state, pod(gpus=4)).license == "lic"
@@ -491,14 +491,14 @@ def test_a_pod_that_finishes_or_is_removed_frees_its_consumption(licensed_state:
     assert verdict_of(state, pod(gpus=4)).code is Code.LICENSED
 
 
-def test_what_the_ledger_has_committed_consumes_the_licence(licensed_state: StateFactory) -> None:
+def test_what_the_ledger_has_committed_consumes_the_license(licensed_state: StateFactory) -> None:
     state = _cap_state(licensed_state)
     state.ledgers["lic"] = Ledger(exact(3 * TPP["h100"]), exact(3))  # admitted by other replicas
     assert verdict_of(state, pod(gpus=1)).code is Code.LICENSED
     assert verdict_of(state, pod(gpus=2)).code is Code.LICENSE_CAP_EXCEEDED
 
 
-def test_live_pods_the_ledger_has_not_counted_yet_consume_the_licence_too(
+def test_live_pods_the_ledger_has_not_counted_yet_consume_the_license_too(
     licensed_state: StateFactory,
 ) -> None:
     state = _cap_state(licensed_state, running(pod("old", gpus=3), license_name="lic"))
@@ -687,7 +687,7 @@ def test_the_shipped_default_exempts_kube_system_and_requires_kyc(make_state: St
     assert verdict_of(state, pod(namespace="nowhere")).code is Code.UNKNOWN_TENANT
 
 
-def test_pods_of_another_tenant_carrying_the_licence_annotation_do_not_consume_it(
+def test_pods_of_another_tenant_carrying_the_license_annotation_do_not_consume_it(
     licensed_state: StateFactory,
 ) -> None:
     state = _cap_state(licensed_state, tenant("mallory", "US", namespaces=["theirs"]))
@@ -703,7 +703,7 @@ def test_a_namespace_moved_to_the_tenant_brings_its_licensed_pods(licensed_state
     assert verdict_of(state, pod(gpus=1)).code is Code.LICENSE_CAP_EXCEEDED
 
 
-def test_a_namespace_in_conflict_still_counts_for_the_licence(licensed_state: StateFactory) -> None:
+def test_a_namespace_in_conflict_still_counts_for_the_license(licensed_state: StateFactory) -> None:
     state = _cap_state(licensed_state, tenant("rival", "US", namespaces=["shared"]))
     state.upsert(_obj(namespace("shared", **{"computegate.io/tenant": "acme"})))
     state.upsert(_obj(running(pod("old", namespace="shared", gpus=4), license_name="lic")))

@@ -3,7 +3,7 @@
 Adapters keep it current (the webhook from watch events, the evaluator from files) through
 ``upsert`` and ``remove``. Everything a decision looks up is a dict access, so its cost does
 not grow with the number of tenants, licenses, nodes or pods; derived views (profile and
-policy indexes, licence consumption) are rebuilt only when their inputs change.
+policy indexes, license consumption) are rebuilt only when their inputs change.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from computegate.kubeclient import client_configuration
 from computegate.vocabulary import WORKLOAD_BY_PLURAL
 
 logger = logging.getLogger(__name__)
@@ -41,17 +42,7 @@ class Kube:
 
     @classmethod
     def connect(cls, kubeconfig: Path | None) -> Kube:
-        """From a kubeconfig file, else ``$KUBECONFIG``/``~/.kube/config``, else in-cluster."""
-        configuration = client.Configuration()
-        load_kube_config: Callable[..., None] = config.load_kube_config  # untyped library
-        load_incluster_config: Callable[..., None] = config.load_incluster_config
-        if kubeconfig is not None:
-            load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        else:
-            try:
-                load_incluster_config(client_configuration=configuration)
-            except config.ConfigException:
-                load_kube_config(client_configuration=configuration)
+        configuration = client_configuration(kubeconfig)
         return cls(client.ApiClient(configuration), configuration)
 
     def connection_info(self) -> kopf.ConnectionInfo:

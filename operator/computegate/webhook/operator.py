@@ -119,6 +119,7 @@ async def self_managed_tls(options: Options, stop: asyncio.Event) -> None:
         cert_dir=options.cert_dir,
         webhook_configurations=[configuration.VALIDATING_CONFIGURATION, configuration.MUTATING_CONFIGURATION],
         stop=stop,
+        kubeconfig=options.kubeconfig,
     )
 
 

@@ -35,7 +35,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,12 +45,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from computegate import pki
+from computegate.kubeclient import api_client
 
 __all__ = [
     "CERT_FILES",
     "Lifetimes",
     "TlsMaterial",
-    "api_client_from_environment",
     "apply_material",
     "plan_material",
     "run_self_managed_tls",
@@ -305,22 +305,6 @@ def _read(path: Path) -> bytes | None:
 # -- the cluster --------------------------------------------------------------------------------
 
 
-def api_client_from_environment() -> Any:
-    """A ``kubernetes.client.ApiClient``: in-cluster credentials in a pod, else the kubeconfig
-    (``$KUBECONFIG`` or ``~/.kube/config``). The library's global default is left alone."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    load_incluster: Callable[..., None] = config.load_incluster_config  # untyped library
-    load_kubeconfig: Callable[..., None] = config.load_kube_config
-    try:
-        load_incluster(client_configuration=configuration)
-    except config.ConfigException:
-        # Read $KUBECONFIG now: the library reads it once, at import.
-        load_kubeconfig(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
 @dataclass
 class _Target:
     kind: str  # "validating" | "mutating"
@@ -489,6 +473,7 @@ async def run_self_managed_tls(
     cert_dir: Path,
     webhook_configurations: Sequence[str],
     stop: asyncio.Event,
+    kubeconfig: Path | None = None,
 ) -> None:
     """Keep the webhook's TLS current until ``stop`` is set (see the module's docstring).
 
@@ -496,13 +481,13 @@ async def run_self_managed_tls(
     back quickly), every 5 seconds while something fails (an error is logged, never
     raised: the server keeps serving the last good files).
     """
-    api_client = await asyncio.to_thread(api_client_from_environment)
+    api = await asyncio.to_thread(api_client, kubeconfig)
     try:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(
                     sync_once,
-                    api_client,
+                    api,
                     namespace=namespace,
                     secret_name=secret_name,
                     service_name=service_name,
@@ -516,4 +501,4 @@ async def run_self_managed_tls(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
-        await asyncio.to_thread(api_client.close)
+        await asyncio.to_thread(api.close)
