@@ -379,3 +379,20 @@ async def test_the_mutating_patch_strips_forged_stamps_from_a_cronjobs_pod_templ
     inner = mutated["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
     assert inner == {"keep": "me"}
     assert mutated["metadata"]["annotations"]["computegate.io/decision"] == "Admitted"
+
+
+async def test_the_operator_keeps_only_pods_that_consume_a_license(webhook: Webhook) -> None:
+    runtime = webhook.runtime
+    cpu_only = {
+        "metadata": {"name": "web", "namespace": "northwind"},
+        "spec": {"containers": [{"name": "c"}]},
+    }
+    unlicensed = gpu_pod("northwind", name="no-license-needed")
+    licensed = gpu_pod("globex", name="licensed")
+    licensed["metadata"]["annotations"] = {"computegate.io/license": "globex-lic"}
+    for body in (cpu_only, unlicensed, licensed):
+        runtime.upsert("Pod", body)
+    assert set(runtime.state.pods) == {("globex", "licensed")}
+    del licensed["metadata"]["annotations"]  # a stamp gone: the pod no longer counts
+    runtime.upsert("Pod", licensed)
+    assert runtime.state.pods == {}

@@ -20,7 +20,7 @@ import kopf
 from computegate.engine import ClusterState, Code
 from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
-from computegate.vocabulary import SCALABLE, WORKLOAD_BY_PLURAL
+from computegate.vocabulary import LICENSE_ANNOTATION, SCALABLE, WORKLOAD_BY_PLURAL
 from computegate.webhook.admission import AdmissionRequest, annotations_patch, answer
 from computegate.webhook.configuration import (
     MUTATE_WORKLOADS,
@@ -67,6 +67,14 @@ class Runtime:
     # ----- the state, from the watches -----
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        if kind == "Pod" and LICENSE_ANNOTATION not in (meta.get("annotations") or {}):
+            # Only pods admitted under a license consume one: the rest (CPU-only pods, and
+            # accelerator pods no license was needed for) are neither parsed nor kept.
+            if (str(meta.get("namespace") or ""), str(meta.get("name") or "")) in self.state.pods:
+                self.state.remove(kind, str(meta.get("name") or ""), meta.get("namespace"))
+                self.licenses_changed.set()
+            return
         data = {**dict(body), "kind": kind}
         try:
             obj = parse_state_object(Document(_WATCH, 1, data))
