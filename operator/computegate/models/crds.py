@@ -50,6 +50,11 @@ def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
         out["items"] = _structural(node["items"], defs)
     if out.get("default") is None:
         out.pop("default", None)
+    for bound, key in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        # JSON Schema (pydantic's ``gt``/``lt``) gives the bound; OpenAPI v3, which the API
+        # server takes, a boolean beside ``minimum``/``maximum``.
+        if isinstance(out.get(bound), int | float) and not isinstance(out[bound], bool):
+            out[key], out[bound] = out[bound], True
     return out
 
 
