@@ -364,6 +364,46 @@ def test_the_scheduler_places_a_pod_on_a_node_of_the_model_its_decision_counted(
     assert node_product(cluster, placed["spec"]["nodeName"]) == product
 
 
+def test_a_pods_device_claim_is_allocated_from_the_states_resource_slice_and_the_pod_judged(
+    cluster: Cluster,
+) -> None:
+    namespace, _ = licensed(cluster, 1)
+    claim_template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "one-gpu", "namespace": namespace},
+        "spec": {
+            "spec": {
+                "devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}
+            }
+        },
+    }
+    cluster.apply(yaml.safe_dump(claim_template))
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "dra", "namespace": namespace},
+        "spec": {
+            "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.example/train:1",
+                    "resources": {"claims": [{"name": "gpu"}]},
+                }
+            ],
+        },
+    }
+    created = cluster.create(yaml.safe_dump(manifest))
+    assert created.code == "Licensed", created.stderr
+    assert created.annotations["computegate.io/tpp"] == str(H100_TPP)
+    (placed,) = running(cluster, namespace, 1)
+    assert placed["spec"]["nodeName"] == "gpu-h100-a"  # the only node whose slice offers the class
+    (claim,) = cluster.get("resourceclaims", "-n", namespace)["items"]
+    (result,) = claim["status"]["allocation"]["devices"]["results"]
+    assert (result["driver"], result["pool"]) == ("gpu.nvidia.com", "gpu-h100-a")
+
+
 # -- eviction through the Eviction API, honouring a PDB -----------------------------------------
 def test_an_eviction_honours_the_pod_disruption_budget_and_the_replacement_is_judged(
     cluster: Cluster,
