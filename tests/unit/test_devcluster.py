@@ -511,3 +511,19 @@ def test_the_cli_passes_bare_to_dev_up(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert cli.main(["dev", "up", "--bare", "--empty", "--data-dir", str(tmp_path)]) == 0
     assert cli.main(["dev", "up", "--empty", "--data-dir", str(tmp_path)]) == 0
     assert [call["bare"] for call in calls] == [True, False]
+
+
+def test_dev_up_refuses_devices_without_slices_before_starting_anything_unless_bare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device_class = "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: gpu.example.com}\n"
+    folder = _state(tmp_path, device_class)
+    assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev") == 1
+    assert "defines no ResourceSlice" in capsys.readouterr().err
+    monkeypatch.setenv("COMPUTEGATE_CACHE", str(tmp_path / "empty-cache"))
+    for var in ("COMPUTEGATE_ASSETS", "KUBEBUILDER_ASSETS", "COMPUTEGATE_ETCD"):
+        monkeypatch.delenv(var, raising=False)
+    assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev", bare=True) == 1
+    err = capsys.readouterr().err  # the state passed; the (absent) binaries stopped it
+    assert "ResourceSlice" not in err and "etcd not found" in err
+    assert not (tmp_path / "dev" / "controlplane.json").exists()

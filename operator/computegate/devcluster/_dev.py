@@ -146,7 +146,7 @@ def dev_up(
     state_dir = state_dir.expanduser().resolve() if state_dir is not None else None
     if state_dir is not None:
         # unusable YAML, or a pod bound to a node the folder lacks, fails here, before anything starts
-        check_state(read_state(state_dir))
+        check_state(read_state(state_dir), live=not bare)
     binaries = find_binaries(require_cluster=not bare)
     mode = "bare (etcd and kube-apiserver)" if bare else "full (controllers, scheduler, kwok)"
     with _locked(data_dir):
