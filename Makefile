@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Prints the folder that holds etcd, kube-apiserver, kubectl and helm; harness and tests read it.
+# Prints the folder that holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, kwok and helm; harness and tests read it.
 binaries:
 	@mkdir -p $(VENV)
 	bash hack/install-k8s-binaries.sh > $(VENV)/assets-path

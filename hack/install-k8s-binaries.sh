@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), kwok's simulated nodes and helm from their Go modules and caches them outside the repo, the way envtest's assets are laid out.
+# kube-scheduler, kubectl), kwok's simulated nodes and helm from their Go modules and caches
+# them outside the repo, the way envtest's assets are laid out.
 # Idempotent: a second run with the same pins finds the binaries and does nothing.
 #
 # Binaries a user already has are used first: KUBEBUILDER_ASSETS (setup-envtest's folder with
-# etcd, kube-apiserver, kubectl) or COMPUTEGATE_ETCD / _KUBE_APISERVER / _KUBECTL / _HELM paths.
+# etcd, kube-apiserver, kubectl) or COMPUTEGATE_ETCD / _KUBE_APISERVER / _KUBECTL / _HELM /
+# _KUBE_CONTROLLER_MANAGER / _KUBE_SCHEDULER / _KWOK paths.
 # This script only fills in what is still missing, and prints the folder to use.
 set -euo pipefail
 

@@ -47,7 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             help="delete ComputeGate's two webhook configurations (the chart's pre-delete hook; emergency)",
         )
     )
-    dev = commands.add_parser("dev", help="a local etcd + kube-apiserver for trials (docs/dev-cluster.md)")
+    dev = commands.add_parser(
+        "dev",
+        help="a local cluster for trials: control plane, controllers, scheduler, kwok's simulated nodes "
+        "(docs/dev-cluster.md)",
+    )
     dev.set_defaults(handler=_dev)
     dev_actions = dev.add_subparsers(dest="dev_action", required=True, metavar="ACTION")
     dev_up = dev_actions.add_parser("up", help="start it in the background, install the CRDs, seed --state")
@@ -57,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder of YAML objects to restore (default: examples/cluster when it exists here)",
     )
     dev_up.add_argument("--empty", action="store_true", help="seed nothing, not even the default examples")
+    dev_up.add_argument(
+        "--bare",
+        action="store_true",
+        help="etcd and kube-apiserver only: no controllers, scheduler or simulated nodes (pods stay Pending)",
+    )
     dev_down = dev_actions.add_parser("down", help="stop it; no process is left behind")
     for action in (dev_up, dev_down):
         action.add_argument("--data-dir", type=Path, help="default: ~/.cache/computegate/dev")
@@ -107,7 +116,8 @@ def _dev(args: argparse.Namespace) -> int:
     state_dir: Path | None = getattr(args, "state", None)
     if args.dev_action == "up" and state_dir is None and not args.empty and _DEFAULT_DEV_STATE.is_dir():
         state_dir = _DEFAULT_DEV_STATE
-    return run_dev_command(args.dev_action, state_dir=state_dir, data_dir=args.data_dir)
+    bare = bool(getattr(args, "bare", False))
+    return run_dev_command(args.dev_action, state_dir=state_dir, data_dir=args.data_dir, bare=bare)
 
 
 def _webhook(args: argparse.Namespace) -> int:

@@ -1,14 +1,18 @@
 """``computegate demo`` (``make run``): the product working, as a kubectl user sees it.
 
-A local control plane (real etcd and kube-apiserver) with the repository's ``examples/``
-(``cluster/`` as the state, ``rbac/`` for the tenants' users, ``workloads/`` to apply),
-the webhook operator started and registered by the same step as ``computegate dev up``, then
-kubectl, run as the tenants' own users (client certificates), applying sample workloads:
+A local cluster (real etcd, kube-apiserver, kube-controller-manager and kube-scheduler, with
+kwok's simulated GPU nodes) with the repository's ``examples/`` (``cluster/`` as the state,
+``rbac/`` for the tenants' users, ``workloads/`` to apply), the webhook operator started and
+registered by the same steps as ``computegate dev up``, then kubectl, run as the tenants' own
+users (client certificates), applying sample workloads:
 
-1. a licensed pod is admitted and stamped with the decision;
+1. a licensed pod is admitted, stamped with the decision, scheduled onto an H100 node, Running;
 2. a pod of a tenant without a license is rejected, with the reason and the next step;
 3. a Deployment over the license's cap is rejected at apply time;
-4. with the policy switched to Audit, the same kind of pod is admitted with a warning.
+4. a Job holds capacity while it runs and frees it when it completes;
+5. two Deployments scaled at the same moment, each fitting the license alone but not both: one
+   ReplicaSet's pod is refused (``FailedCreate``), and it grows once capacity is freed;
+6. with the policy switched to Audit, the same kind of pod is admitted with a warning.
 
 Everything runs in a temporary folder and is stopped at the end; no process is left.
 """
@@ -22,11 +26,14 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from computegate.devcluster import (
     ControlPlaneError,
     DevSession,
+    cluster_step,
     dev_down,
     dev_up,
     install_crds_step,
@@ -36,6 +43,9 @@ from computegate.devcluster import (
 )
 
 _ANNOTATION_PREFIX = "computegate.io/"
+_NAMESPACE = "globex-ml"
+_LICENSE = "globex-h100"
+_H100_TPP = 15832.0
 
 
 class _Demo:
@@ -54,14 +64,40 @@ class _Demo:
         bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
         print(f"\n{bold}== {text}{plain}", flush=True)
 
-    def show(self, command: str, result: subprocess.CompletedProcess[str]) -> None:
+    def show(self, command: str, result: subprocess.CompletedProcess[str], *, wrap: bool = True) -> None:
         print(f"$ {command}")
         for line in (result.stdout + result.stderr).strip().splitlines():
             print(
                 textwrap.fill(line, width=110, subsequent_indent="    ", break_on_hyphens=False)
-                if len(line) > 110
+                if wrap and len(line) > 110
                 else line
             )
+
+    def get(self, *args: str, user: Path | None = None) -> dict[str, Any]:
+        result = self.kubectl("get", *args, "-o", "json", user=user)
+        if result.returncode != 0:
+            return {}
+        found: dict[str, Any] = json.loads(result.stdout)
+        return found
+
+    def wait_until(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> float:
+        """Poll ``check``; returns the seconds it took (raises after ``timeout``)."""
+        started = time.monotonic()
+        while not check():
+            if time.monotonic() - started > timeout:
+                raise ControlPlaneError(f"the demo waited {timeout:.0f}s for {what}")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def used_tpp(self, license_name: str) -> float:
+        status = self.get("exportlicense", license_name).get("status") or {}
+        return float(status.get("consumedTPP") or 0)
+
+    def ready_replicas(self, namespace: str, deployment: str) -> int:
+        return int(
+            (self.get("deployment", deployment, "-n", namespace).get("status") or {}).get("readyReplicas")
+            or 0
+        )
 
     def apply_as(self, user: str, kubeconfig: Path, name: str) -> subprocess.CompletedProcess[str]:
         result = self.kubectl("apply", "-f", str(self.file(name)), user=kubeconfig)
@@ -78,6 +114,120 @@ class _Demo:
         for key, value in sorted(annotations.items()):
             if key.startswith(_ANNOTATION_PREFIX):
                 print(f"    {key}: {value}")
+
+    def show_pods(self, user: Path) -> None:
+        result = self.kubectl("get", "pods", "-n", _NAMESPACE, "-o", "wide", user=user)
+        self.show(f"kubectl get pods -n {_NAMESPACE} -o wide    # as the tenant", result, wrap=False)
+
+    def show_license(self) -> None:
+        self.show("kubectl get exportlicenses    # as the admin", self.kubectl("get", "exportlicenses"))
+
+    def job_frees_capacity(self, alice: Path) -> None:
+        self.apply_as("alice@globex", alice, "job-eval.yaml")
+        self.wait_until(
+            "the Job's pod to run and be counted", lambda: self.used_tpp(_LICENSE) >= 2 * _H100_TPP
+        )
+        self.show_license()
+        result = self.kubectl(
+            "wait", "--for=condition=Complete", "job/eval", "-n", _NAMESPACE, "--timeout=60s", user=alice
+        )
+        self.show(
+            f"kubectl wait --for=condition=Complete job/eval -n {_NAMESPACE}    # as the tenant", result
+        )
+        self.show_pods(alice)
+        self.wait_until(
+            "the license to count the Job's capacity as free", lambda: self.used_tpp(_LICENSE) < 2 * _H100_TPP
+        )
+        self.show_license()
+
+    def concurrent_scale_up(self, alice: Path) -> None:
+        self.apply_as("alice@globex", alice, "deployment-serve-a.yaml")
+        self.apply_as("alice@globex", alice, "deployment-serve-b.yaml")
+        scales = [
+            subprocess.Popen(
+                [
+                    str(self.plane.binaries.kubectl),
+                    f"--kubeconfig={alice}",
+                    "scale",
+                    f"deployment/{name}",
+                    "--replicas=1",
+                    "-n",
+                    _NAMESPACE,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name in ("serve-a", "serve-b")
+        ]
+        print(f"$ kubectl scale deployment/serve-a --replicas=1 -n {_NAMESPACE} &    # as alice@globex")
+        print(f"$ kubectl scale deployment/serve-b --replicas=1 -n {_NAMESPACE} &")
+        for scale in scales:
+            out, _ = scale.communicate(timeout=60)
+            print(out.strip())
+
+        def settled() -> bool:
+            ready = sum(self.ready_replicas(_NAMESPACE, name) for name in ("serve-a", "serve-b"))
+            return ready == 2 or (ready == 1 and bool(self.refusals()))
+
+        try:
+            self.wait_until("the ReplicaSets to create their pods", settled, timeout=30)
+        except ControlPlaneError as error:
+            print(f"({error})")
+        self.show(
+            "kubectl get deployments -n globex-ml    # as the tenant",
+            self.kubectl("get", "deployments", "-n", _NAMESPACE, user=alice),
+        )
+        refused = self.refusals()
+        columns = "REPLICASET:.involvedObject.name,REASON:.reason,MESSAGE:.message"
+        self.show(
+            f"kubectl get events -n {_NAMESPACE} --field-selector reason=FailedCreate -o custom-columns=...",
+            self.kubectl(
+                "get",
+                "events",
+                "-n",
+                _NAMESPACE,
+                "--field-selector",
+                "reason=FailedCreate",
+                "-o",
+                f"custom-columns={columns}",
+                user=alice,
+            ),
+        )
+        if not refused:
+            print("(Both ReplicaSets' pods were admitted: the cap was overshot. The webhook's license cap is")
+            print(" not yet safe against concurrent admissions; see docs/dev-cluster.md.)")
+            return
+        waiting = "serve-b" if self.ready_replicas(_NAMESPACE, "serve-a") == 1 else "serve-a"
+        running = "serve-a" if waiting == "serve-b" else "serve-b"
+        result = self.kubectl("scale", f"deployment/{running}", "--replicas=0", "-n", _NAMESPACE, user=alice)
+        self.show(
+            f"kubectl scale deployment/{running} --replicas=0 -n {_NAMESPACE}    # frees one H100", result
+        )
+        try:
+            took = self.wait_until(
+                f"{waiting} to grow", lambda: self.ready_replicas(_NAMESPACE, waiting) == 1, timeout=90
+            )
+        except ControlPlaneError as error:
+            print(f"({error}: the ReplicaSet controller retries a refused pod with exponential back-off)")
+            return
+        print(f"{waiting}'s ReplicaSet created its pod {took:.0f}s after the capacity was freed")
+        print("(the ReplicaSet controller retries a refused pod with exponential back-off).")
+        self.show(
+            "kubectl get deployments -n globex-ml    # as the tenant",
+            self.kubectl("get", "deployments", "-n", _NAMESPACE, user=alice),
+        )
+
+    def refusals(self) -> list[str]:
+        """Messages of the cap refusals of the two services' ReplicaSets or pods: FailedCreate
+        on a ReplicaSet, or any other Event naming serve-a or serve-b (e.g. a refused scale)."""
+        events = self.get("events", "-n", _NAMESPACE)
+        return [
+            str(e.get("message", ""))
+            for e in events.get("items", [])
+            if "[LicenseCapExceeded]" in str(e.get("message", ""))
+            and str((e.get("involvedObject") or {}).get("name", "")).startswith(("serve-a", "serve-b"))
+        ]
 
     def wait_for_audit(self, name: str) -> None:
         """Until the operator has seen the policy change (a server-side dry run warns)."""
@@ -106,13 +256,16 @@ def run_demo(*, examples: Path, keep: bool = False) -> int:
     data_dir = work / "cluster"
     state = examples / "cluster"
     started = time.monotonic()
-    print("Starting a local Kubernetes control plane (etcd + kube-apiserver), seeding the demo state,")
-    print("and starting the ComputeGate webhook operator...", flush=True)
+    print(
+        "Starting a local Kubernetes cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler"
+    )
+    print("and kwok's simulated GPU nodes), seeding the demo state, and starting the ComputeGate webhook...")
+    sys.stdout.flush()
     try:
         session = dev_up(
             state_dir=state,
             data_dir=data_dir,
-            steps=[install_crds_step, seed_step, webhook_step],
+            steps=[install_crds_step, cluster_step, seed_step, webhook_step],
             log=lambda message: None,
         )
     except Exception as error:
@@ -128,9 +281,16 @@ def run_demo(*, examples: Path, keep: bool = False) -> int:
         print("Tenants: globex (Saudi Arabia, licensed for 2 x H100), initech (Singapore, parent in China,")
         print("no license), northwind (Singapore, parent in the US). Nodes: 8 x H100, 8 x A100, 4 x L4.")
 
-        demo.say("1. A licensed workload is admitted and stamped with the decision")
+        demo.say("1. A licensed workload is admitted, stamped with the decision, and runs on an H100 node")
         demo.apply_as("alice@globex", alice, "pod-licensed.yaml")
-        demo.annotations("globex-ml", "train-llm", alice)
+        demo.annotations(_NAMESPACE, "train-llm", alice)
+        demo.wait_until(
+            "train-llm to run",
+            lambda: (
+                (demo.get("pod", "train-llm", "-n", _NAMESPACE).get("status") or {}).get("phase") == "Running"
+            ),
+        )
+        demo.show_pods(alice)
 
         demo.say("2. A tenant without the license it needs is refused, with the reason and the next step")
         demo.apply_as("bob@initech", bob, "pod-unlicensed.yaml")
@@ -138,7 +298,13 @@ def run_demo(*, examples: Path, keep: bool = False) -> int:
         demo.say("3. A Deployment over the license's cap is refused at apply time")
         demo.apply_as("alice@globex", alice, "deployment-over-cap.yaml")
 
-        demo.say("4. With the CompliancePolicy in Audit mode, the same request is admitted with a warning")
+        demo.say("4. A Job holds licensed capacity while it runs, and frees it when it completes")
+        demo.job_frees_capacity(alice)
+
+        demo.say("5. Two Deployments scaled at the same moment: each fits the license alone, not both")
+        demo.concurrent_scale_up(alice)
+
+        demo.say("6. With the CompliancePolicy in Audit mode, the same request is admitted with a warning")
         patch = '{"spec":{"enforcement":"Audit"}}'
         result = demo.kubectl("patch", "compliancepolicy", "default", "--type=merge", "-p", patch)
         demo.show(

@@ -490,7 +490,9 @@ def _computegate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180, check=False)
 
 
-def test_dev_up_seeds_the_examples_for_kubectl_and_dev_down_leaves_no_process(tmp_path: Path) -> None:
+def test_dev_up_runs_a_cluster_seeded_with_the_examples_and_dev_down_leaves_no_process(
+    tmp_path: Path,
+) -> None:
     kubectl = find_binaries().kubectl
     data_dir = tmp_path / "dev"
     env = dict(os.environ)
@@ -503,7 +505,7 @@ def test_dev_up_seeds_the_examples_for_kubectl_and_dev_down_leaves_no_process(tm
         kubeconfig = last_line.removeprefix("export KUBECONFIG=")
         state = json.loads((data_dir / "controlplane.json").read_text())
         pids = {process["name"]: process["pid"] for process in state["processes"]}
-        assert {"etcd", "kube-apiserver"} <= set(pids)  # and whatever the later dev-up steps start
+        assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} <= set(pids)
         assert all(_pid_alive(pid) for pid in pids.values())  # outlived the command
 
         listed = subprocess.run(
@@ -525,6 +527,19 @@ def test_dev_up_seeds_the_examples_for_kubectl_and_dev_down_leaves_no_process(tm
             for kind in ("Tenant", "ExportLicense")
             for name in sorted(d["metadata"]["name"] for d in seeded if d["kind"] == kind)
         ]
+
+        nodes = subprocess.run(
+            [str(kubectl), "get", "nodes", "-o", "json"],
+            env={**env, "KUBECONFIG": kubeconfig},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        for node in json.loads(nodes.stdout)["items"]:  # kwok made them Ready; seeding gave cpu and memory
+            conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+            assert conditions["Ready"] == "True", node["metadata"]["name"]
+            assert {"cpu", "memory", "pods", "nvidia.com/gpu"} <= set(node["status"]["allocatable"])
 
         again = _computegate("dev", "up", "--state", str(EXAMPLES), "--data-dir", str(data_dir), env=env)
         assert again.returncode == 0, again.stderr

@@ -1,11 +1,14 @@
-"""`make run` (``computegate demo``): the live demo shows accept, reject, annotate and warn, fast,
-and leaves no process behind."""
+"""`make run` (``computegate demo``): the live demo shows accept, reject, annotate and warn, pods
+running on H100 nodes, a Job freeing capacity and a concurrent scale-up stopping at the cap, in
+about two minutes, and leaves no process behind."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,22 +31,52 @@ def _children_named(word: str) -> list[str]:
     return found
 
 
-def test_the_demo_shows_accept_reject_annotate_and_warn_and_stops_everything() -> None:
+@dataclass
+class DemoRun:
+    result: subprocess.CompletedProcess[str]
+    elapsed: float
+    out: str  # the output with the demo's line wrapping undone
+    leftovers: list[str]
+
+
+@pytest.fixture(scope="module")
+def demo() -> DemoRun:
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "computegate", "demo", "--examples", str(EXAMPLES)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
     elapsed = time.monotonic() - started
+    return DemoRun(result, elapsed, " ".join(result.stdout.split()), _children_named("computegate-demo-"))
+
+
+def test_the_demo_shows_accept_reject_run_complete_scale_and_warn_and_stops_everything(demo: DemoRun) -> None:
+    result, out = demo.result, demo.out
     assert result.returncode == 0, result.stderr
-    out = " ".join(result.stdout.split())  # the demo wraps long lines
     assert "pod/train-llm created" in out
     assert "computegate.io/license: globex-h100" in out and "computegate.io/code: Licensed" in out
+    assert re.search(r"train-llm 1/1 Running .* gpu-h100-a", out), result.stdout  # kubectl get pods -o wide
     assert "Error from server (Forbidden)" in out and "[NoLicense] Pod initech/finetune" in out
     assert "[LicenseCapExceeded] Deployment globex-" in out
+    assert "job.batch/eval condition met" in out
+    assert re.search(r"eval-\w+ 0/1 Completed", out), result.stdout
+    assert "deployment.apps/serve-a scaled" in out and "deployment.apps/serve-b scaled" in out
     assert "Warning: Audit mode, would deny: [NoLicense]" in out and "computegate.io/decision: Audit" in out
     assert "nothing is left running" in out
-    assert elapsed < 90, f"the demo took {elapsed:.0f}s"
-    assert not _children_named("computegate-demo-"), "a process of the demo is still running"
+    assert demo.elapsed < 150, f"the demo took {demo.elapsed:.0f}s"
+    assert not demo.leftovers, "a process of the demo is still running"
+
+
+@pytest.mark.xfail(
+    reason="the webhook's license cap is not yet safe against concurrent admissions (the ledger of "
+    "DESIGN step 7 is being built): both ReplicaSets' pods can be admitted",
+    strict=False,
+)
+def test_the_concurrent_scale_up_stops_at_the_cap_and_the_refused_replicaset_grows_later(
+    demo: DemoRun,
+) -> None:
+    out = demo.out
+    assert "FailedCreate" in out and "[LicenseCapExceeded] Pod globex-ml/serve-" in out, demo.result.stdout
+    assert "ReplicaSet created its pod" in out

@@ -1,6 +1,6 @@
 """The issue's "Done when": the cluster and the offline evaluator give the same verdicts.
 
-``computegate dev up --state DIR`` (a fresh control plane, the state restored, the webhook
+``computegate dev up --bare --state DIR`` (a fresh control plane, the state restored, the webhook
 operator started and registered) and then, for each workload of a set that covers every code
 the webhook can return, a server-side dry-run create gives the code that
 ``computegate evaluate --state DIR`` gives for that workload alone. Workloads the webhook
@@ -47,7 +47,8 @@ class Workload:
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     data_dir = tmp_path_factory.mktemp("parity-dev")
     up = subprocess.run(
-        [sys.executable, "-m", "computegate", "dev", "up", "--state", str(STATE), f"--data-dir={data_dir}"],
+        [sys.executable, "-m", "computegate", "dev", "up", "--bare", "--state", str(STATE),
+         f"--data-dir={data_dir}"],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     try:
@@ -55,6 +56,8 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPla
         assert "webhook operator ready" in up.stderr
         plane = ControlPlane.attach(data_dir)
         assert plane is not None
+        names = {p.name for p in plane.running_processes()}
+        assert names == {"etcd", "kube-apiserver", "computegate-webhook"}  # --bare: no controllers
         webhook = [p.pid for p in plane.running_processes() if p.name == "computegate-webhook"]
         again = subprocess.run(up.args, capture_output=True, text=True, timeout=180)
         assert again.returncode == 0, again.stderr  # dev up is idempotent: the same operator serves

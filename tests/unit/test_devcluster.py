@@ -8,31 +8,46 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from computegate.devcluster import (
+    CLUSTER_BINARIES,
+    DEV_UP_STEPS,
     ETCD_VERSION,
     HELM_VERSION,
     KUBERNETES_VERSION,
     KWOK_VERSION,
+    NODE_DEFAULT_CAPACITY,
+    POD_COMPLETE_DELAY_ANNOTATION,
+    Binaries,
     BinariesNotFound,
     CertificateAuthority,
     ManagedProcess,
     SeedError,
+    check_state,
+    cluster_step,
     default_assets_dir,
     find_binaries,
+    install_crds_step,
+    kwok_stages_path,
+    live_node_status,
     read_kubeconfig,
     read_state,
     run_dev_command,
+    seed_step,
+    webhook_step,
     write_kubeconfig,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ("etcd", "kube-apiserver", "kubectl", "helm")
+ALL_NAMES = (*NAMES, *CLUSTER_BINARIES)
 
 
 def _fake_binaries(folder: Path, names: tuple[str, ...] = NAMES) -> Path:
@@ -97,6 +112,57 @@ def test_helm_is_required_only_when_asked_for(tmp_path: Path) -> None:
     assert find_binaries(env).helm is None
     with pytest.raises(BinariesNotFound, match=r"^helm not found"):
         find_binaries(env, require_helm=True)
+
+
+def test_the_full_clusters_binaries_are_found_like_the_others_each_with_its_own_variable(
+    tmp_path: Path,
+) -> None:
+    assets = _fake_binaries(tmp_path / "assets", NAMES)
+    mine = _fake_binaries(tmp_path / "mine", CLUSTER_BINARIES)
+    env = _env(
+        tmp_path,
+        COMPUTEGATE_ASSETS=str(assets),
+        COMPUTEGATE_KUBE_CONTROLLER_MANAGER=str(mine / "kube-controller-manager"),
+        COMPUTEGATE_KUBE_SCHEDULER=str(mine / "kube-scheduler"),
+        COMPUTEGATE_KWOK=str(mine / "kwok"),
+    )
+    found = find_binaries(env, require_cluster=True)
+    assert (found.kube_controller_manager, found.kube_scheduler, found.kwok) == (
+        mine / "kube-controller-manager",
+        mine / "kube-scheduler",
+        mine / "kwok",
+    )
+    assert found.kube_apiserver == assets / "kube-apiserver"
+
+
+def test_the_full_clusters_binaries_come_from_the_assets_folder_first(tmp_path: Path) -> None:
+    assets = _fake_binaries(tmp_path / "assets", ALL_NAMES)
+    other = _fake_binaries(tmp_path / "other", CLUSTER_BINARIES)
+    env = _env(tmp_path, COMPUTEGATE_ASSETS=str(assets), COMPUTEGATE_KWOK=str(other / "kwok"))
+    assert find_binaries(env).kwok == assets / "kwok"
+
+
+def test_envtests_folder_is_enough_for_a_bare_cluster_but_not_for_the_full_one(tmp_path: Path) -> None:
+    envtest = _fake_binaries(tmp_path / "envtest", ("etcd", "kube-apiserver", "kubectl"))
+    env = _env(tmp_path, KUBEBUILDER_ASSETS=str(envtest))
+    bare = find_binaries(env)
+    assert (bare.kube_controller_manager, bare.kube_scheduler, bare.kwok) == (None, None, None)
+    with pytest.raises(BinariesNotFound) as missing:
+        find_binaries(env, require_cluster=True)
+    message = str(missing.value)
+    assert message.startswith("kube-controller-manager not found (looked in $COMPUTEGATE_ASSETS (unset), ")
+    assert "kube-scheduler not found" in message and "kwok not found" in message
+    assert "$COMPUTEGATE_KWOK (unset)" in message
+    assert "make binaries" in message and "dev up --bare" in message
+
+
+def test_the_binaries_recorded_in_a_state_file_read_back_as_they_were(tmp_path: Path) -> None:
+    full = find_binaries(_env(tmp_path, COMPUTEGATE_ASSETS=str(_fake_binaries(tmp_path / "a", ALL_NAMES))))
+    assert Binaries.from_json(full.to_json()) == full
+    bare = Binaries(etcd=Path("/e"), kube_apiserver=Path("/a"), kubectl=Path("/k"))
+    assert Binaries.from_json(bare.to_json()) == bare
+    old = {"etcd": "/e", "kubeApiserver": "/a", "kubectl": "/k", "helm": None}  # before issue 9
+    assert Binaries.from_json(old) == bare
 
 
 def test_a_file_that_is_not_executable_is_not_a_binary(tmp_path: Path) -> None:
@@ -303,3 +369,161 @@ def test_end_to_end_tests_fail_rather_than_skip_without_binaries(tmp_path: Path)
     assert run.returncode == 1, run.stdout
     assert "1 error" in run.stdout and "skipped" not in run.stdout
     assert "make binaries" in run.stdout
+
+
+def test_the_full_clusters_step_runs_before_seeding_and_the_webhook_after_it() -> None:
+    order = [install_crds_step, cluster_step, seed_step, webhook_step]
+    assert [step for step in DEV_UP_STEPS if step in order] == order
+
+
+def _stages() -> dict[str, dict[str, Any]]:
+    documents = [d for d in yaml.safe_load_all(kwok_stages_path().read_text()) if d]
+    assert {(d["apiVersion"], d["kind"]) for d in documents} == {("kwok.x-k8s.io/v1alpha1", "Stage")}
+    return {d["metadata"]["name"]: d for d in documents}
+
+
+def test_kwoks_stages_ship_with_the_package_for_nodes_pods_jobs_and_deletion() -> None:
+    stages = _stages()
+    assert list(stages) == [
+        "node-initialize",
+        "node-heartbeat-with-lease",
+        "pod-ready",
+        "pod-complete",
+        "pod-delete",
+    ]
+    kinds = {name: stage["spec"]["resourceRef"]["kind"] for name, stage in stages.items()}
+    assert kinds == {
+        "node-initialize": "Node",
+        "node-heartbeat-with-lease": "Node",
+        "pod-ready": "Pod",
+        "pod-complete": "Pod",
+        "pod-delete": "Pod",
+    }
+    assert "phase: Running" in stages["pod-ready"]["spec"]["next"]["statusTemplate"]
+    assert stages["pod-delete"]["spec"]["next"] == {"delete": True}
+
+
+def test_a_jobs_pod_completes_after_the_delay_its_annotation_sets_or_ten_seconds() -> None:
+    stage = _stages()["pod-complete"]["spec"]
+    owners = [
+        e for e in stage["selector"]["matchExpressions"] if e["key"] == ".metadata.ownerReferences.[].kind"
+    ]
+    assert owners == [{"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]}]
+    assert stage["delay"]["durationMilliseconds"] == 10_000
+    assert stage["delay"]["durationFrom"] == {
+        "expressionFrom": f'.metadata.annotations["{POD_COMPLETE_DELAY_ANNOTATION}"]'
+    }
+    assert "phase: Succeeded" in stage["next"]["statusTemplate"]
+
+
+def test_a_node_without_cpu_memory_or_pods_gets_them_and_keeps_what_the_folder_says() -> None:
+    assert live_node_status(None) == {"capacity": NODE_DEFAULT_CAPACITY, "allocatable": NODE_DEFAULT_CAPACITY}
+    status = live_node_status(
+        {
+            "capacity": {"cpu": "96", "nvidia.com/gpu": "8"},
+            "allocatable": {"cpu": "94"},
+            "nodeInfo": {"architecture": "arm64"},
+        }
+    )
+    assert status["capacity"] == {"cpu": "96", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"}
+    assert status["allocatable"] == {"cpu": "94", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"}
+    assert status["nodeInfo"] == {"architecture": "arm64"}
+
+
+BOUND_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml}
+spec: {nodeName: NODE, containers: [{name: main, image: app:1}]}
+"""
+NODE = "apiVersion: v1\nkind: Node\nmetadata: {name: gpu-1}\n"
+
+
+def test_a_pod_bound_to_a_node_the_state_does_not_define_is_refused_naming_the_pod_and_node(
+    tmp_path: Path,
+) -> None:
+    folder = _state(tmp_path, NODE + "---" + BOUND_POD.replace("NODE", "gpu-2"))
+    with pytest.raises(SeedError) as refused:
+        check_state(read_state(folder))
+    message = str(refused.value)
+    assert message.startswith(f"{folder / 'state.yaml'} (document 1): Pod ml/trainer is bound to node gpu-2")
+    assert "garbage collector would delete" in message and "\n" not in message
+    check_state(read_state(folder), known_nodes=frozenset({"gpu-2"}))  # a node the cluster has
+
+
+def test_a_pod_bound_to_a_node_of_the_state_is_accepted(tmp_path: Path) -> None:
+    check_state(read_state(_state(tmp_path, NODE + "---" + BOUND_POD.replace("NODE", "gpu-1"))))
+
+
+def test_devices_without_resource_slices_are_refused_for_a_live_cluster_only(tmp_path: Path) -> None:
+    device_class = "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: gpu.example.com}\n"
+    folder = _state(tmp_path, NODE + "---\n" + device_class)
+    with pytest.raises(
+        SeedError, match=r"\(document 1\): DeviceClass gpu.example.com: .* defines no ResourceSlice"
+    ):
+        check_state(read_state(folder))
+    check_state(read_state(folder), live=False)
+    slice_ = (
+        "apiVersion: resource.k8s.io/v1\nkind: ResourceSlice\nmetadata: {name: gpu-1-gpus}\n"
+        "spec: {driver: gpu.example.com, nodeName: gpu-1, pool: {name: gpu-1, generation: 1, "
+        "resourceSliceCount: 1}, devices: [{name: gpu-0}]}\n"
+    )
+    (folder / "slices.yaml").write_text(slice_)
+    check_state(read_state(folder))
+
+
+def test_dev_up_with_a_pod_bound_to_an_unknown_node_fails_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _state(tmp_path, BOUND_POD.replace("NODE", "nowhere"))
+    assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "is bound to node nowhere" in captured.err
+    assert not (tmp_path / "dev" / "controlplane.json").exists()
+
+
+def test_dev_up_asks_for_the_full_clusters_binaries_unless_bare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in ("COMPUTEGATE_ASSETS", "KUBEBUILDER_ASSETS", "COMPUTEGATE_KUBE_CONTROLLER_MANAGER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COMPUTEGATE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(_fake_binaries(tmp_path / "envtest", ("etcd",))))
+    assert run_dev_command("up", data_dir=tmp_path / "dev") == 1
+    assert "kube-controller-manager not found" in capsys.readouterr().err
+    assert run_dev_command("up", data_dir=tmp_path / "dev", bare=True) == 1
+    err = capsys.readouterr().err
+    assert "kube-apiserver not found" in err and "kube-controller-manager" not in err
+
+
+def test_the_cli_passes_bare_to_dev_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import computegate.devcluster as devcluster
+    from computegate import cli
+
+    calls: list[dict[str, Any]] = []
+
+    def fake(action: str, **kwargs: Any) -> int:
+        calls.append({"action": action, **kwargs})
+        return 0
+
+    monkeypatch.setattr(devcluster, "run_dev_command", fake)
+    assert cli.main(["dev", "up", "--bare", "--empty", "--data-dir", str(tmp_path)]) == 0
+    assert cli.main(["dev", "up", "--empty", "--data-dir", str(tmp_path)]) == 0
+    assert [call["bare"] for call in calls] == [True, False]
+
+
+def test_dev_up_refuses_devices_without_slices_before_starting_anything_unless_bare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device_class = "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: gpu.example.com}\n"
+    folder = _state(tmp_path, device_class)
+    assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev") == 1
+    assert "defines no ResourceSlice" in capsys.readouterr().err
+    monkeypatch.setenv("COMPUTEGATE_CACHE", str(tmp_path / "empty-cache"))
+    for var in ("COMPUTEGATE_ASSETS", "KUBEBUILDER_ASSETS", "COMPUTEGATE_ETCD"):
+        monkeypatch.delenv(var, raising=False)
+    assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev", bare=True) == 1
+    err = capsys.readouterr().err  # the state passed; the (absent) binaries stopped it
+    assert "ResourceSlice" not in err and "etcd not found" in err
+    assert not (tmp_path / "dev" / "controlplane.json").exists()

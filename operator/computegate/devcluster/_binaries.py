@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CLUSTER_BINARIES",
     "ETCD_VERSION",
     "HELM_VERSION",
     "KUBERNETES_VERSION",
@@ -32,7 +33,12 @@ _EXPLICIT_ENV = {
     "kube-apiserver": "COMPUTEGATE_KUBE_APISERVER",
     "kubectl": "COMPUTEGATE_KUBECTL",
     "helm": "COMPUTEGATE_HELM",
+    "kube-controller-manager": "COMPUTEGATE_KUBE_CONTROLLER_MANAGER",
+    "kube-scheduler": "COMPUTEGATE_KUBE_SCHEDULER",
+    "kwok": "COMPUTEGATE_KWOK",
 }
+# What the full dev cluster runs beside the API server (``dev up`` without ``--bare``).
+CLUSTER_BINARIES = ("kube-controller-manager", "kube-scheduler", "kwok")
 
 
 class BinariesNotFound(RuntimeError):
@@ -41,12 +47,50 @@ class BinariesNotFound(RuntimeError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """Absolute paths of the executables the dev cluster runs. helm is optional."""
+    """Absolute paths of the executables the dev cluster runs.
+
+    helm is optional; kube-controller-manager, kube-scheduler and kwok are needed only by the
+    full cluster (``dev up`` without ``--bare``), and envtest's folder does not have them.
+    """
 
     etcd: Path
     kube_apiserver: Path
     kubectl: Path
     helm: Path | None = None
+    kube_controller_manager: Path | None = None
+    kube_scheduler: Path | None = None
+    kwok: Path | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "etcd": str(self.etcd),
+            "kubeApiserver": str(self.kube_apiserver),
+            "kubectl": str(self.kubectl),
+            "helm": _text(self.helm),
+            "kubeControllerManager": _text(self.kube_controller_manager),
+            "kubeScheduler": _text(self.kube_scheduler),
+            "kwok": _text(self.kwok),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str | None]) -> Binaries:
+        def optional(key: str) -> Path | None:
+            value = data.get(key)
+            return Path(value) if value else None
+
+        return cls(
+            etcd=Path(str(data["etcd"])),
+            kube_apiserver=Path(str(data["kubeApiserver"])),
+            kubectl=Path(str(data["kubectl"])),
+            helm=optional("helm"),
+            kube_controller_manager=optional("kubeControllerManager"),
+            kube_scheduler=optional("kubeScheduler"),
+            kwok=optional("kwok"),
+        )
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def default_assets_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -93,28 +137,47 @@ def _find(name: str, env: Mapping[str, str]) -> tuple[Path | None, list[str]]:
     return None, looked
 
 
-def find_binaries(env: Mapping[str, str] | None = None, *, require_helm: bool = False) -> Binaries:
-    """Locate etcd, kube-apiserver, kubectl (and helm if present) for each one separately.
+def find_binaries(
+    env: Mapping[str, str] | None = None, *, require_helm: bool = False, require_cluster: bool = False
+) -> Binaries:
+    """Locate etcd, kube-apiserver, kubectl (and helm, kube-controller-manager, kube-scheduler
+    and kwok if present) for each one separately.
 
     Order: ``$COMPUTEGATE_ASSETS/<name>``, ``$KUBEBUILDER_ASSETS/<name>`` (setup-envtest's
     folder), the explicit ``$COMPUTEGATE_ETCD`` / ``_KUBE_APISERVER`` / ``_KUBECTL`` / ``_HELM``
-    path, then the default cache folder of the pinned versions. Raises ``BinariesNotFound``
-    naming every place looked at and the command that builds the binaries.
+    / ``_KUBE_CONTROLLER_MANAGER`` / ``_KUBE_SCHEDULER`` / ``_KWOK`` path, then the default
+    cache folder of the pinned versions. ``require_cluster`` makes the three binaries of the
+    full cluster required. Raises ``BinariesNotFound`` naming every place looked at and the
+    command that builds the binaries.
     """
     env = os.environ if env is None else env
     found: dict[str, Path] = {}
     problems: list[str] = []
-    for name in ("etcd", "kube-apiserver", "kubectl", "helm"):
+    for name in _EXPLICIT_ENV:
         path, looked = _find(name, env)
         if path is not None:
             found[name] = path
-        elif name != "helm" or require_helm:
+        elif _required(name, require_helm=require_helm, require_cluster=require_cluster):
             problems.append(f"{name} not found (looked in {', '.join(looked)})")
     if problems:
-        raise BinariesNotFound("; ".join(problems) + f": {INSTALL_HINT}")
+        hint = INSTALL_HINT
+        if require_cluster and any(name in problem for name in CLUSTER_BINARIES for problem in problems):
+            hint += "; or run `computegate dev up --bare` (etcd and kube-apiserver only)"
+        raise BinariesNotFound("; ".join(problems) + f": {hint}")
     return Binaries(
         etcd=found["etcd"],
         kube_apiserver=found["kube-apiserver"],
         kubectl=found["kubectl"],
         helm=found.get("helm"),
+        kube_controller_manager=found.get("kube-controller-manager"),
+        kube_scheduler=found.get("kube-scheduler"),
+        kwok=found.get("kwok"),
     )
+
+
+def _required(name: str, *, require_helm: bool, require_cluster: bool) -> bool:
+    if name == "helm":
+        return require_helm
+    if name in CLUSTER_BINARIES:
+        return require_cluster
+    return True

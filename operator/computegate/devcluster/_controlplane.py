@@ -120,6 +120,7 @@ class ControlPlane:
         ports: dict[str, int],
         processes: Iterable[ManagedProcess],
         detached: bool,
+        service_account_admission: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.url = url
@@ -127,6 +128,7 @@ class ControlPlane:
         self.ports = dict(ports)
         self.processes = list(processes)
         self.detached = detached
+        self.service_account_admission = service_account_admission
         self._health_client: KubeHttp | None = None
 
     def __repr__(self) -> str:
@@ -173,9 +175,14 @@ class ControlPlane:
         detach: bool = False,
         timeout: float = 90.0,
         extra_apiserver_args: Sequence[str] = (),
+        service_account_admission: bool = False,
     ) -> ControlPlane:
         """Generate certificates, start etcd and kube-apiserver on free loopback ports, and
         return once ``/readyz`` answers ``ok``.
+
+        ``service_account_admission=True`` keeps the ServiceAccount admission plugin on, as in a
+        real cluster: only right when a kube-controller-manager will create each namespace's
+        ``default`` ServiceAccount (the full dev cluster); otherwise it would refuse every pod.
 
         ``detach=True`` lets the processes outlive this Python process (``computegate dev up``);
         otherwise they die with it. Raises ``BinariesNotFound`` if a binary is missing and
@@ -192,6 +199,7 @@ class ControlPlane:
         last_error: ControlPlaneError | None = None
         for _ in range(_START_ATTEMPTS):
             plane = cls._prepare(data_dir, binaries, detach=detach)
+            plane.service_account_admission = service_account_admission
             try:
                 plane._run(extra_apiserver_args)
                 plane.wait_ready(timeout)
@@ -262,9 +270,9 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--authorization-mode=Node,RBAC",
-            # No controller-manager creates the `default` service account in a namespace, so
-            # the ServiceAccount admission plugin would refuse every pod (envtest does the same).
-            "--disable-admission-plugins=ServiceAccount",
+            # Without a controller-manager nothing creates a namespace's `default` service account,
+            # so the ServiceAccount admission plugin would refuse every pod (envtest does the same).
+            *([] if self.service_account_admission else ["--disable-admission-plugins=ServiceAccount"]),
             "--allow-privileged=true",
             # 1.37 refuses a loopback advertise address for the `kubernetes` Service's endpoints;
             # nothing in this cluster reaches the API server through that Service anyway.
@@ -308,12 +316,8 @@ class ControlPlane:
             "kubeconfig": str(self.kubeconfig_path),
             "ports": self.ports,
             "detached": self.detached,
-            "binaries": {
-                "etcd": str(self.binaries.etcd),
-                "kubeApiserver": str(self.binaries.kube_apiserver),
-                "kubectl": str(self.binaries.kubectl),
-                "helm": str(self.binaries.helm) if self.binaries.helm else None,
-            },
+            "binaries": self.binaries.to_json(),
+            "serviceAccountAdmission": self.service_account_admission,
             "processes": [process.to_json() for process in self.processes],
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -334,15 +338,11 @@ class ControlPlane:
         return cls(
             data_dir=path.parent,
             url=str(state["url"]),
-            binaries=Binaries(
-                etcd=Path(found["etcd"]),
-                kube_apiserver=Path(found["kubeApiserver"]),
-                kubectl=Path(found["kubectl"]),
-                helm=Path(found["helm"]) if found.get("helm") else None,
-            ),
+            binaries=Binaries.from_json(found),
             ports={str(k): int(v) for k, v in state["ports"].items()},
             processes=[ManagedProcess.from_json(item) for item in state["processes"]],
             detached=bool(state.get("detached", True)),
+            service_account_admission=bool(state.get("serviceAccountAdmission", False)),
         )
 
     def running_processes(self) -> list[ManagedProcess]:

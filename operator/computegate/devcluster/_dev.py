@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from computegate.devcluster._binaries import find_binaries
 from computegate.devcluster._controlplane import ControlPlane, ControlPlaneError
 from computegate.devcluster._process import ManagedProcess
 from computegate.devcluster._rest import KubeApiError, KubeHttp
-from computegate.devcluster._seed import install_crds, read_state, seed
+from computegate.devcluster._seed import check_state, install_crds, read_state, seed
 
 __all__ = [
     "DEV_UP_STEPS",
@@ -59,6 +60,7 @@ class DevSession:
     state_dir: Path | None
     reused: bool  # the control plane was already running before this ``dev up``
     log: Callable[[str], None] = _stderr
+    bare: bool = False  # etcd and kube-apiserver only: no controllers, scheduler or kwok
     _http: KubeHttp | None = field(default=None, repr=False)
 
     @property
@@ -102,14 +104,16 @@ def install_crds_step(session: DevSession) -> None:
 def seed_step(session: DevSession) -> None:
     if session.state_dir is None:
         return
-    applied = seed(session.http, session.state_dir, install_computegate_crds=False)
+    applied = seed(session.http, session.state_dir, install_computegate_crds=False, live=not session.bare)
     for item in applied:
         session.log(f"seeded {item}")
     session.log(f"seeded {len(applied)} objects from {session.state_dir}")
 
 
 DEV_UP_STEPS: list[DevStep] = [install_crds_step, seed_step]
-"""What ``dev up`` does once the control plane is ready, in order. Append to extend."""
+"""What ``dev up`` does once the control plane is ready, in order. Append to extend. (The
+package inserts the full cluster's step, which starts the controllers, the scheduler and kwok,
+before seeding, and appends the webhook's.)"""
 
 
 @contextlib.contextmanager
@@ -130,28 +134,46 @@ def dev_up(
     data_dir: Path | None = None,
     steps: Sequence[DevStep] | None = None,
     log: Callable[[str], None] = _stderr,
+    bare: bool = False,
 ) -> DevSession:
     """Bring the dev cluster of ``data_dir`` up (or reuse the running one) and run ``steps``
-    (default ``DEV_UP_STEPS``). The control plane stays up after this returns."""
+    (default ``DEV_UP_STEPS``). The control plane stays up after this returns.
+
+    ``bare=True``: etcd and kube-apiserver only (the ServiceAccount admission plugin off, no
+    controllers, scheduler or simulated nodes). A running cluster of the other mode is stopped
+    and started afresh."""
     data_dir = (data_dir or default_dev_dir()).expanduser().resolve()
     state_dir = state_dir.expanduser().resolve() if state_dir is not None else None
     if state_dir is not None:
-        read_state(state_dir)  # unusable YAML fails here, before anything starts
+        # unusable YAML, or a pod bound to a node the folder lacks, fails here, before anything starts
+        check_state(read_state(state_dir), live=not bare)
+    binaries = find_binaries(require_cluster=not bare)
+    mode = "bare (etcd and kube-apiserver)" if bare else "full (controllers, scheduler, kwok)"
     with _locked(data_dir):
         existing = ControlPlane.attach(data_dir)
-        if existing is not None and existing.is_healthy():
+        if (
+            existing is not None
+            and existing.is_healthy()
+            and existing.service_account_admission == (not bare)
+        ):
             pids = ", ".join(f"{p.name} {p.pid}" for p in existing.running_processes())
             log(f"control plane already running at {existing.url} ({pids})")
             plane, reused = existing, True
         else:
             if existing is not None and existing.running_processes():
-                log("stopping the remains of an unhealthy control plane")
+                if existing.is_healthy():
+                    log(f"the running cluster is not {mode}: stopping it to start afresh")
+                else:
+                    log("stopping the remains of an unhealthy control plane")
                 existing.stop()
             log(f"starting etcd and kube-apiserver in {data_dir}")
-            plane, reused = ControlPlane.start(data_dir, detach=True), False
+            plane = ControlPlane.start(
+                data_dir, binaries=binaries, detach=True, service_account_admission=not bare
+            )
+            reused = False
             pids = ", ".join(f"{p.name} {p.pid}" for p in plane.processes)
             log(f"control plane ready at {plane.url} ({pids}); logs in {plane.logs_dir}")
-        session = DevSession(control_plane=plane, state_dir=state_dir, reused=reused, log=log)
+        session = DevSession(control_plane=plane, state_dir=state_dir, reused=reused, log=log, bare=bare)
         for step in DEV_UP_STEPS if steps is None else steps:
             step(session)
         return session
@@ -181,6 +203,7 @@ def run_dev_command(
     state_dir: Path | None = None,
     data_dir: Path | None = None,
     stdout: TextIO | None = None,
+    bare: bool = False,
 ) -> int:
     """The ``computegate dev`` command: 0 on success, 1 with a one-line error on stderr."""
     from computegate.devcluster._binaries import BinariesNotFound
@@ -189,7 +212,7 @@ def run_dev_command(
     out = stdout or sys.stdout
     try:
         if action == "up":
-            session = dev_up(state_dir=state_dir, data_dir=data_dir)
+            session = dev_up(state_dir=state_dir, data_dir=data_dir, bare=bare)
             print(f"export KUBECONFIG={session.control_plane.kubeconfig_path}", file=out, flush=True)
         elif action == "down":
             dev_down(data_dir=data_dir)

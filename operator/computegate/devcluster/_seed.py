@@ -20,7 +20,17 @@ import yaml
 from computegate.devcluster._rest import JsonObject, KubeApiError, KubeHttp
 from computegate.models.crds import crd_manifests
 
-__all__ = ["AppliedObject", "SeedError", "StateDocument", "install_crds", "read_state", "seed"]
+__all__ = [
+    "NODE_DEFAULT_CAPACITY",
+    "AppliedObject",
+    "SeedError",
+    "StateDocument",
+    "check_state",
+    "install_crds",
+    "live_node_status",
+    "read_state",
+    "seed",
+]
 
 FIELD_MANAGER = "computegate-dev"
 _STATE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -36,6 +46,13 @@ _SERVER_METADATA = (
     "deletionGracePeriodSeconds",
 )
 _CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+# What a node of a live cluster offers when the folder gives no figure: the scheduler fits no
+# pod on a node without cpu, memory and pods capacity.
+NODE_DEFAULT_CAPACITY = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+_DRA_KINDS = ("DeviceClass", "ResourceClaim", "ResourceClaimTemplate")
+_DRA_GROUP = "resource.k8s.io/"
+_SERVICE_ACCOUNT_WAIT = 60.0
+_NODE_READY_WAIT = 60.0
 
 
 class SeedError(ValueError):
@@ -135,6 +152,57 @@ def read_state(state_dir: Path) -> list[StateDocument]:
             else:
                 found.append(StateDocument(path, index, _check(path, index, document)))
     return found
+
+
+def _is(document: StateDocument, kind: str, group: str = "") -> bool:
+    if document.kind != kind:
+        return False
+    return document.api_version == "v1" if not group else document.api_version.startswith(group)
+
+
+def check_state(
+    documents: list[StateDocument], *, live: bool = True, known_nodes: frozenset[str] = frozenset()
+) -> None:
+    """Refuse a state a live cluster cannot keep, with one line naming the file and document.
+
+    - A pod bound (``spec.nodeName``) to a node the folder does not define (nor ``known_nodes``):
+      the pod garbage collector deletes pods of nodes that do not exist.
+    - ``live`` only: devices (DeviceClasses, ResourceClaims, claim templates) without any
+      ResourceSlice: the scheduler allocates devices from ResourceSlices, and simulated nodes
+      publish none, so the folder must define them.
+    """
+    nodes = {d.name for d in documents if _is(d, "Node")} | set(known_nodes)
+    for document in documents:
+        if not _is(document, "Pod"):
+            continue
+        spec = document.obj.get("spec")
+        node = spec.get("nodeName") if isinstance(spec, dict) else None
+        if node and node not in nodes:
+            raise SeedError(
+                f"{document.where}: Pod {document.namespace or 'default'}/{document.name} is bound to node "
+                f"{node}, which the state does not define (the pod garbage collector would delete the pod): "
+                "add the Node to the folder or drop spec.nodeName"
+            )
+    if not live:
+        return
+    devices = [d for d in documents if d.kind in _DRA_KINDS and d.api_version.startswith(_DRA_GROUP)]
+    if devices and not any(_is(d, "ResourceSlice", _DRA_GROUP) for d in documents):
+        first = devices[0]
+        raise SeedError(
+            f"{first.where}: {first.kind} {first.name}: the state uses Dynamic Resource Allocation but "
+            "defines no ResourceSlice; simulated nodes publish none, so the scheduler could allocate no "
+            "device: add a ResourceSlice per node and driver (resource.k8s.io/v1) to the folder"
+        )
+
+
+def live_node_status(status: JsonObject | None) -> JsonObject:
+    """A node's status with cpu, memory and pods capacity (and allocatable) filled in where the
+    folder gives none (``NODE_DEFAULT_CAPACITY``)."""
+    status = dict(status or {})
+    capacity = {**NODE_DEFAULT_CAPACITY, **(status.get("capacity") or {})}
+    allocatable = {**capacity, **(status.get("allocatable") or {})}
+    status["capacity"], status["allocatable"] = capacity, allocatable
+    return status
 
 
 @dataclass
@@ -259,17 +327,33 @@ def seed(
     state_dir: Path,
     *,
     install_computegate_crds: bool = True,
+    live: bool = False,
 ) -> list[AppliedObject]:
     """Restore every object under ``state_dir`` into the cluster; idempotent.
 
     Order: ComputeGate's CRDs (unless ``install_computegate_crds=False``), Namespaces, any
     CRDs in the folder (waited for), then everything else in file order. A namespace an object
     names but the folder does not define is created. Raises ``SeedError`` with one line naming
-    the file and document for unreadable YAML, a kind the server does not serve, or an object
-    the API server refuses.
+    the file and document for unreadable YAML, a kind the server does not serve, an object the
+    API server refuses, or a state ``check_state`` refuses.
+
+    ``live=True`` (a cluster with controllers and simulated nodes): nodes get cpu, memory and
+    pods capacity where the folder gives none; each pod waits for its namespace's ``default``
+    ServiceAccount (which the ServiceAccount admission plugin requires); the seeded nodes are
+    waited for until Ready.
     """
     client = _client(client_or_kubeconfig)
     documents = sorted(read_state(state_dir), key=_order)  # stable: file order within a rank
+    bound = any(
+        _is(d, "Pod") and isinstance(d.obj.get("spec"), dict) and d.obj["spec"].get("nodeName")
+        for d in documents
+    )
+    existing = (
+        frozenset(str(item["metadata"]["name"]) for item in client.get("/api/v1/nodes").get("items", []))
+        if bound
+        else frozenset()
+    )
+    check_state(documents, live=live, known_nodes=existing)
     if install_computegate_crds:
         install_crds(client)
     mapper = _Mapper(client)
@@ -289,8 +373,55 @@ def seed(
         if resource.namespaced and document.namespace and document.namespace not in declared:
             _ensure_namespace(client, mapper, document.namespace)
             declared.add(document.namespace)
-        applied.append(_apply(client, mapper, document, resource))
+        if live and _is(document, "Pod"):
+            _wait_for_service_account(client, document)
+        applied.append(_apply(client, mapper, document, resource, live=live))
+    if live:
+        _wait_nodes_ready(client, [d for d in documents if _is(d, "Node")])
     return applied
+
+
+def _wait_for_service_account(client: KubeHttp, document: StateDocument) -> None:
+    """The ServiceAccount admission plugin refuses a pod until the service-account controller
+    has made its namespace's ``default`` account (moments after the namespace exists)."""
+    namespace = document.namespace or "default"
+    spec = document.obj.get("spec")
+    account = (spec.get("serviceAccountName") if isinstance(spec, dict) else None) or "default"
+    deadline = time.monotonic() + _SERVICE_ACCOUNT_WAIT
+    while True:
+        try:
+            client.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}")
+            return
+        except KubeApiError as error:
+            if error.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise SeedError(
+                f"{document.where}: Pod {namespace}/{document.name}: ServiceAccount {namespace}/{account} "
+                f"does not exist after {_SERVICE_ACCOUNT_WAIT:.0f}s (is kube-controller-manager running?)"
+            )
+        time.sleep(0.1)
+
+
+def _ready(node: JsonObject) -> bool:
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _wait_nodes_ready(client: KubeHttp, nodes: list[StateDocument]) -> None:
+    """Until kwok has initialised every seeded node (so the scheduler can use it at once)."""
+    deadline = time.monotonic() + _NODE_READY_WAIT
+    pending = [d for d in nodes]
+    while pending:
+        if _ready(client.get(f"/api/v1/nodes/{pending[0].name}")):
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise SeedError(
+                f"{pending[0].where}: Node {pending[0].name} not Ready after {_NODE_READY_WAIT:.0f}s "
+                "(is kwok running? see logs/kwok.log)"
+            )
+        time.sleep(0.1)
 
 
 def _ensure_namespace(client: KubeHttp, mapper: _Mapper, name: str) -> None:
@@ -298,8 +429,12 @@ def _ensure_namespace(client: KubeHttp, mapper: _Mapper, name: str) -> None:
     client.apply(mapper.path("v1", "Namespace", name, None), body, field_manager=FIELD_MANAGER)
 
 
-def _apply(client: KubeHttp, mapper: _Mapper, document: StateDocument, resource: _Resource) -> AppliedObject:
+def _apply(
+    client: KubeHttp, mapper: _Mapper, document: StateDocument, resource: _Resource, *, live: bool
+) -> AppliedObject:
     body, status = _restorable(document.obj)
+    if live and _is(document, "Node"):
+        status = live_node_status(status)
     if status is not None and "status" not in resource.subresources:
         body["status"], status = status, None  # a kind without the subresource keeps status inline
     namespace = (document.namespace or "default") if resource.namespaced else None

@@ -58,12 +58,6 @@ def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
         out["items"] = _structural(node["items"], defs)
     if out.get("default") is None:
         out.pop("default", None)
-    # JSON Schema 2020 (pydantic's `gt`/`lt`) gives the bound as a number; the OpenAPI v3 of a
-    # CRD takes the bound in minimum/maximum and a boolean flag, and refuses a number there.
-    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(out.get(exclusive), int | float) and not isinstance(out[exclusive], bool):
-            out[bound] = out.pop(exclusive)
-            out[exclusive] = True
     return out
 
 
