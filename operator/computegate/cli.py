@@ -66,6 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="etcd and kube-apiserver only: no controllers, scheduler or simulated nodes (pods stay Pending)",
     )
+    dev_up.add_argument(
+        "--webhook-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N webhook operators behind one loopback endpoint, as a Service spreads replicas (default 1)",
+    )
     dev_down = dev_actions.add_parser("down", help="stop it; no process is left behind")
     for action in (dev_up, dev_down):
         action.add_argument("--data-dir", type=Path, help="default: ~/.cache/computegate/dev")
@@ -117,7 +124,13 @@ def _dev(args: argparse.Namespace) -> int:
     if args.dev_action == "up" and state_dir is None and not args.empty and _DEFAULT_DEV_STATE.is_dir():
         state_dir = _DEFAULT_DEV_STATE
     bare = bool(getattr(args, "bare", False))
-    return run_dev_command(args.dev_action, state_dir=state_dir, data_dir=args.data_dir, bare=bare)
+    replicas = int(getattr(args, "webhook_replicas", 1))
+    if replicas < 1:
+        print("computegate dev up: --webhook-replicas: expected 1 or more", file=sys.stderr)
+        return 2
+    return run_dev_command(
+        args.dev_action, state_dir=state_dir, data_dir=args.data_dir, bare=bare, webhook_replicas=replicas
+    )
 
 
 def _webhook(args: argparse.Namespace) -> int:

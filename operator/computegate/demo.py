@@ -195,8 +195,8 @@ class _Demo:
             ),
         )
         if not refused:
-            print("(Both ReplicaSets' pods were admitted: the cap was overshot. The webhook's license cap is")
-            print(" not yet safe against concurrent admissions; see docs/dev-cluster.md.)")
+            print("(Both ReplicaSets' pods were admitted: the license's cap did not hold. This is a bug:")
+            print(" please report it with the webhook's log.)")
             return
         waiting = "serve-b" if self.ready_replicas(_NAMESPACE, "serve-a") == 1 else "serve-a"
         running = "serve-a" if waiting == "serve-b" else "serve-b"

@@ -554,3 +554,52 @@ def test_dev_up_runs_a_cluster_seeded_with_the_examples_and_dev_down_leaves_no_p
     assert not [name for name, pid in pids.items() if _pid_alive(pid)]
     assert not (data_dir / "controlplane.json").exists()
     assert "nothing to stop" in _computegate("dev", "down", "--data-dir", str(data_dir), env=env).stderr
+
+
+def test_dev_up_runs_webhook_replicas_behind_one_endpoint_and_dev_down_stops_them_all(tmp_path: Path) -> None:
+    kubectl = find_binaries().kubectl
+    data_dir = tmp_path / "dev"
+    env = dict(os.environ)
+    args = ("--state", str(EXAMPLES), "--data-dir", str(data_dir), "--bare", "--webhook-replicas", "2")
+    up = _computegate("dev", "up", *args, env=env)
+    pids: dict[str, int] = {}
+    try:
+        assert up.returncode == 0, up.stderr
+        state = json.loads((data_dir / "controlplane.json").read_text())
+        pids = {process["name"]: process["pid"] for process in state["processes"]}
+        assert {"computegate-webhook-0", "computegate-webhook-1", "computegate-spread"} <= set(pids)
+        kube = {**env, "KUBECONFIG": str(data_dir / "kubeconfig")}
+        pod = yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "probe", "namespace": "initech"},
+                "spec": {
+                    "containers": [
+                        {"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+                    ]
+                },
+            }
+        )
+        for _ in range(4):  # through the forwarder, to whichever replica it picks
+            refused = subprocess.run(
+                [str(kubectl), "create", "--dry-run=server", "-f", "-"],
+                input=pod,
+                env=kube,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert "[NoLicense]" in refused.stderr, refused.stderr
+        lease = subprocess.run(
+            [str(kubectl), "get", "lease", "computegate-ledger", "-n", "computegate-system", "-o", "json"],
+            env=kube,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert lease.returncode == 0 and json.loads(lease.stdout)["spec"]["holderIdentity"], lease.stderr
+    finally:
+        down = _computegate("dev", "down", "--data-dir", str(data_dir), env=env)
+    assert down.returncode == 0, down.stderr
+    assert not [name for name, pid in pids.items() if _pid_alive(pid)]

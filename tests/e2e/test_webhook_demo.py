@@ -69,11 +69,6 @@ def test_the_demo_shows_accept_reject_run_complete_scale_and_warn_and_stops_ever
     assert not demo.leftovers, "a process of the demo is still running"
 
 
-@pytest.mark.xfail(
-    reason="the webhook's license cap is not yet safe against concurrent admissions (the ledger of "
-    "DESIGN step 7 is being built): both ReplicaSets' pods can be admitted",
-    strict=False,
-)
 def test_the_concurrent_scale_up_stops_at_the_cap_and_the_refused_replicaset_grows_later(
     demo: DemoRun,
 ) -> None:

@@ -61,6 +61,7 @@ class DevSession:
     reused: bool  # the control plane was already running before this ``dev up``
     log: Callable[[str], None] = _stderr
     bare: bool = False  # etcd and kube-apiserver only: no controllers, scheduler or kwok
+    webhook_replicas: int = 1  # webhook processes behind one loopback endpoint
     _http: KubeHttp | None = field(default=None, repr=False)
 
     @property
@@ -135,13 +136,15 @@ def dev_up(
     steps: Sequence[DevStep] | None = None,
     log: Callable[[str], None] = _stderr,
     bare: bool = False,
+    webhook_replicas: int = 1,
 ) -> DevSession:
     """Bring the dev cluster of ``data_dir`` up (or reuse the running one) and run ``steps``
     (default ``DEV_UP_STEPS``). The control plane stays up after this returns.
 
     ``bare=True``: etcd and kube-apiserver only (the ServiceAccount admission plugin off, no
     controllers, scheduler or simulated nodes). A running cluster of the other mode is stopped
-    and started afresh."""
+    and started afresh. ``webhook_replicas``: that many webhook operators behind one loopback
+    endpoint (``_spread``), as a Service spreads a cluster's replicas."""
     data_dir = (data_dir or default_dev_dir()).expanduser().resolve()
     state_dir = state_dir.expanduser().resolve() if state_dir is not None else None
     if state_dir is not None:
@@ -173,7 +176,14 @@ def dev_up(
             reused = False
             pids = ", ".join(f"{p.name} {p.pid}" for p in plane.processes)
             log(f"control plane ready at {plane.url} ({pids}); logs in {plane.logs_dir}")
-        session = DevSession(control_plane=plane, state_dir=state_dir, reused=reused, log=log, bare=bare)
+        session = DevSession(
+            control_plane=plane,
+            state_dir=state_dir,
+            reused=reused,
+            log=log,
+            bare=bare,
+            webhook_replicas=webhook_replicas,
+        )
         for step in DEV_UP_STEPS if steps is None else steps:
             step(session)
         return session
@@ -204,6 +214,7 @@ def run_dev_command(
     data_dir: Path | None = None,
     stdout: TextIO | None = None,
     bare: bool = False,
+    webhook_replicas: int = 1,
 ) -> int:
     """The ``computegate dev`` command: 0 on success, 1 with a one-line error on stderr."""
     from computegate.devcluster._binaries import BinariesNotFound
@@ -212,7 +223,9 @@ def run_dev_command(
     out = stdout or sys.stdout
     try:
         if action == "up":
-            session = dev_up(state_dir=state_dir, data_dir=data_dir, bare=bare)
+            session = dev_up(
+                state_dir=state_dir, data_dir=data_dir, bare=bare, webhook_replicas=webhook_replicas
+            )
             print(f"export KUBECONFIG={session.control_plane.kubeconfig_path}", file=out, flush=True)
         elif action == "down":
             dev_down(data_dir=data_dir)

@@ -50,7 +50,19 @@ def health_port(process: ManagedProcess) -> int:
     return int(_flag(process, "--health-port"))
 
 
-def start_webhook(session: DevSession, *, extra_args: tuple[str, ...] = ()) -> ManagedProcess:
+# The operator's own namespace: its Lease (the license ledger's reconciler) lives there.
+OPERATOR_NAMESPACE = "computegate-system"
+SPREAD_PROCESS = "computegate-spread"
+
+
+def _ensure_namespace(session: DevSession) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+    session.http.apply(f"/api/v1/namespaces/{OPERATOR_NAMESPACE}", namespace, field_manager="computegate-dev")
+
+
+def start_webhook(
+    session: DevSession, *, extra_args: tuple[str, ...] = (), name: str = WEBHOOK_PROCESS
+) -> ManagedProcess:
     """Start the operator (or find the one already running) for this control plane."""
     plane = session.control_plane
     port, health = _free_ports(2)
@@ -69,15 +81,19 @@ def start_webhook(session: DevSession, *, extra_args: tuple[str, ...] = ()) -> M
         str(health),
         "--cert-dir",
         str(plane.data_dir / "webhook"),
+        f"--namespace={OPERATOR_NAMESPACE}",
         *extra_args,
     ]
-    return session.start_process(WEBHOOK_PROCESS, argv)
+    return session.start_process(name, argv)
 
 
-def wait_for_webhook(session: DevSession, process: ManagedProcess, *, timeout: float = 60.0) -> None:
-    """Until ``/readyz`` answers and both configurations name the operator's port."""
+def wait_for_webhook(
+    session: DevSession, process: ManagedProcess, *, timeout: float = 60.0, port: str | None = None
+) -> None:
+    """Until ``/readyz`` answers and both configurations name the port (the operator's own, or
+    the forwarder's in front of replicas)."""
     url = f"http://127.0.0.1:{health_port(process)}/readyz"
-    port = _flag(process, "--port")
+    port = port or _flag(process, "--port")
     deadline = time.monotonic() + timeout
     while True:
         if not process.is_running():
@@ -108,11 +124,53 @@ def _points_at(session: DevSession, path: str, port: str) -> bool:
 
 
 def webhook_step(session: DevSession) -> None:
-    process = start_webhook(session)
-    wait_for_webhook(session, process)
+    _ensure_namespace(session)
+    if session.webhook_replicas == 1:
+        process = start_webhook(session)
+        wait_for_webhook(session, process)
+        session.log(
+            f"webhook operator ready (pid {process.pid}, log {process.log_path}); webhooks registered; "
+            f"health, readiness and metrics on http://127.0.0.1:{health_port(process)}"
+        )
+        return
+    _start_replicas(session)
+
+
+def _start_replicas(session: DevSession) -> None:
+    """N operators behind one forwarder; every replica registers the forwarder's address."""
+    from computegate.webhook.certs import ensure_serving_files
+
+    plane = session.control_plane
+    # One certificate for every replica, made before any starts (they would each make their own).
+    ensure_serving_files(plane.data_dir / "webhook", hosts=["127.0.0.1", "localhost"])
+    running = {p.name: p for p in plane.running_processes()}
+    if SPREAD_PROCESS in running:
+        spread = running[SPREAD_PROCESS]
+        listen = next(a for a in spread.argv if a.startswith("--listen=")).rsplit(":", 1)[1]
+        replicas = [running[name] for name in sorted(running) if name.startswith(WEBHOOK_PROCESS)]
+    else:
+        (listen_port,) = _free_ports(1)
+        listen = str(listen_port)
+        replicas = [
+            start_webhook(session, extra_args=("--advertise-port", listen), name=f"{WEBHOOK_PROCESS}-{index}")
+            for index in range(session.webhook_replicas)
+        ]
+        backends = [arg for r in replicas for arg in ("--backend", f"127.0.0.1:{_flag(r, '--port')}")]
+        spread = session.start_process(
+            SPREAD_PROCESS,
+            [
+                sys.executable,
+                "-m",
+                "computegate.devcluster._spread",
+                f"--listen=127.0.0.1:{listen}",
+                *backends,
+            ],
+        )
+    for replica in replicas:
+        wait_for_webhook(session, replica, port=listen)
     session.log(
-        f"webhook operator ready (pid {process.pid}, log {process.log_path}); webhooks registered; "
-        f"health, readiness and metrics on http://127.0.0.1:{health_port(process)}"
+        f"{len(replicas)} webhook operators ready behind https://127.0.0.1:{listen} (pid {spread.pid}); "
+        "metrics: " + ", ".join(f"http://127.0.0.1:{health_port(r)}/metrics" for r in replicas)
     )
 
 

@@ -79,7 +79,8 @@ def client_config(options: Options) -> dict[str, Any]:
     """The ``clientConfig`` of our configurations: the URL of this server and our CA."""
     host = options.host or options.addr
     ca = ServingFiles.in_dir(options.cert_dir).ca.read_bytes()
-    return {"url": f"https://{host}:{options.port}", "caBundle": base64.b64encode(ca).decode("ascii")}
+    port = options.advertise_port or options.port
+    return {"url": f"https://{host}:{port}", "caBundle": base64.b64encode(ca).decode("ascii")}
 
 
 def configurations(options: Options) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ class Options:
     addr: str = "127.0.0.1"  # loopback by default: in a cluster the chart sets 0.0.0.0
     port: int = 9443
     host: str | None = None  # the host in the registered URL (default: addr)
+    advertise_port: int | None = None  # the port in the registered URL (default: port)
     cert_dir: Path = Path("webhook-certs")
     health_addr: str = "127.0.0.1"
     health_port: int = 8080
@@ -38,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addr", default=d.addr, help=f"listen address of the webhook (default {d.addr})")
     parser.add_argument("--port", type=int, default=d.port, help=f"webhook HTTPS port (default {d.port})")
     parser.add_argument("--host", help="host name in the registered webhook URL (default: --addr)")
+    parser.add_argument(
+        "--advertise-port",
+        type=int,
+        help="port in the registered webhook URL (default: --port): a forwarder in front of replicas",
+    )
     parser.add_argument(
         "--cert-dir",
         type=Path,
@@ -126,6 +132,7 @@ def options_from(args: argparse.Namespace) -> Options:
         addr=args.addr,
         port=args.port,
         host=args.host,
+        advertise_port=args.advertise_port,
         cert_dir=args.cert_dir,
         health_addr=args.health_addr,
         health_port=args.health_port,
