@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 GENERATED_DIR = "templates/generated"
+MANIFEST_KUBE_VERSION = "1.30.0"
 MANIFEST_RELEASE = "computegate"
 MANIFEST_NAMESPACE = "computegate-system"
 
@@ -57,6 +58,7 @@ _EXEMPT = "CHARTGEN_EXEMPT_NAMESPACES"
 _LABELS = "CHARTGEN_LABELS"
 _WEBHOOK_ANNOTATIONS = "CHARTGEN_WEBHOOK_ANNOTATIONS"
 _CRD_ANNOTATIONS = "CHARTGEN_CRD_ANNOTATIONS"
+_TIMEOUT = "CHARTGEN_TIMEOUT_SECONDS"
 
 # A whole line ``<indent>- PLACEHOLDER`` or ``<indent>PLACEHOLDER: PLACEHOLDER`` becomes a Helm
 # include rendered at that indentation; a placeholder inside a line becomes an expression.
@@ -69,6 +71,8 @@ _BLOCKS = {
 _INLINE = {
     _FULLNAME: '{{ include "computegate.fullname" . }}',
     _NAMESPACE: "{{ .Release.Namespace }}",
+    # values.yaml's webhook.timeoutSeconds; its default is configuration.TIMEOUT_SECONDS (tested).
+    _TIMEOUT: "{{ .Values.webhook.timeoutSeconds }}",
 }
 
 _HEADER = (
@@ -156,6 +160,8 @@ def _webhooks_template() -> str:
             _WEBHOOK_ANNOTATIONS: _WEBHOOK_ANNOTATIONS,
             "labels": metadata["labels"],
         }
+        for webhook in configuration["webhooks"]:
+            webhook["timeoutSeconds"] = _TIMEOUT
         documents.append(configuration)
     return _HEADER.format(source="operator/computegate/webhook/configuration.py") + _helmify(_dump(documents))
 
@@ -232,6 +238,10 @@ def render_manifests(
         str(chart_dir),
         "--namespace",
         MANIFEST_NAMESPACE,
+        # Rendered for the oldest Kubernetes the chart supports (Chart.yaml kubeVersion); helm's
+        # own default is the client library's version, which a source build leaves at v1.20.
+        "--kube-version",
+        MANIFEST_KUBE_VERSION,
     ]
     completed = run(argv, capture_output=True, text=True, check=False, timeout=120)
     if completed.returncode != 0:

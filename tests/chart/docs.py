@@ -33,6 +33,10 @@ EXERCISED: dict[str, tuple[str, str]] = {
         _INSTALL,
         "test_documented_uninstall_removes_the_webhook_configurations_without_any_hook_and_keeps_the_data",
     ),
+    "helm-monitoring": (
+        _INSTALL,
+        "test_documented_monitoring_upgrade_creates_the_service_monitor_alerts_and_dashboard",
+    ),
     "helm-adopt": (
         _INSTALL,
         "test_documented_adoption_puts_objects_applied_from_manifests_under_a_helm_release",

@@ -135,6 +135,41 @@ def test_documented_helm_upgrade_updates_the_crds_and_keeps_the_admins_policy_an
     assert _ca_bundles(admin) == {injected}
 
 
+def test_documented_monitoring_upgrade_creates_the_service_monitor_alerts_and_dashboard(
+    tools: Tools, release: Release, admin: Any
+) -> None:
+    from tests.chart.test_dry_run import PROMETHEUS_OPERATOR_STAND_INS
+
+    # Without the Prometheus Operator's API the objects are skipped, and helm status says so.
+    skipped = tools.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        "1.30.0",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    )
+    assert "kind: PrometheusRule" not in skipped.stdout
+    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(PROMETHEUS_OPERATOR_STAND_INS))
+    tools.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    )
+    shown = tools.sh(docs.block("helm-monitoring")).stdout
+    assert f"servicemonitor.monitoring.coreos.com/{RELEASE}" in shown
+    assert f"prometheusrule.monitoring.coreos.com/{RELEASE}" in shown
+    assert f"configmap/{RELEASE}-dashboard" in shown
+    assert "WARNING" not in tools.helm("status", RELEASE, "--namespace", NAMESPACE).stdout
+
+
 def test_documented_emergency_procedure_switches_to_audit_removes_and_restores_webhooks(
     tools: Tools, release: Release, admin: Any
 ) -> None:
