@@ -367,7 +367,8 @@ class Operator:
 
     def decisions(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith('{"time"')]
+        records = [json.loads(line) for line in lines if line.startswith('{"time"')]
+        return [record for record in records if record.get("logger") == "computegate.decisions"]
 
 
 @pytest.fixture(scope="session", name="cluster")
