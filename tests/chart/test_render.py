@@ -387,3 +387,29 @@ def test_grafana_dashboard_is_a_configmap_of_valid_dashboard_json(offline_tools:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     board = json.loads(dashboard["data"]["computegate.json"])
     assert board["uid"] == "computegate" and len(board["panels"]) >= 6
+
+
+def test_alerts_and_dashboard_query_only_metrics_the_operator_exports(offline_tools: Tools) -> None:
+    import re
+
+    from computegate.webhook.observe import Metrics
+
+    exported: set[str] = set()
+    for family in Metrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        exported |= {family.name + suffix for suffix in suffixes}
+    documents = render(
+        offline_tools,
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "grafanaDashboard.enabled=true",
+        *PROMETHEUS_OPERATOR,
+    )
+    queries = (
+        json.dumps(one(documents, "PrometheusRule")["spec"])
+        + one(documents, "ConfigMap")["data"]["computegate.json"]
+    )
+    used = set(re.findall(r"\b(computegate_[a-z_]+)", queries))
+    assert used and used <= exported, used - exported
+    assert {"computegate_license_max_tpp", "computegate_license_valid_until_seconds"} <= used
