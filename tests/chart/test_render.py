@@ -413,3 +413,23 @@ def test_alerts_and_dashboard_query_only_metrics_the_operator_exports(offline_to
     used = set(re.findall(r"\b(computegate_[a-z_]+)", queries))
     assert used and used <= exported, used - exported
     assert {"computegate_license_max_tpp", "computegate_license_valid_until_seconds"} <= used
+
+
+def test_helm_template_output_pipes_into_the_offline_evaluator(offline_tools: Tools) -> None:
+    """The README's CI pipe: every rendered object is read from stdin; the one workload (the
+    operator's CPU-only Deployment) is judged, every other object is named as skipped."""
+    done = offline_tools.sh(
+        "helm template computegate charts/computegate --kube-version 1.30.0"
+        " | computegate evaluate --state examples/cluster -"
+    )
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (record["kind"], record["name"], record["code"], record["audit"]) == (
+        "Deployment",
+        RELEASE,
+        "NoAccelerator",
+        False,
+    )
+    skipped = done.stderr.splitlines()
+    assert skipped and all(line.startswith("computegate evaluate: skipped <stdin>: ") for line in skipped)
+    assert any("(ValidatingWebhookConfiguration computegate-validating)" in line for line in skipped)
+    assert any("(CustomResourceDefinition tenants.computegate.io)" in line for line in skipped)
