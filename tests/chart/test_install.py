@@ -7,6 +7,7 @@ Order matters inside this file (pytest keeps file order): install, upgrade, emer
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,7 +110,19 @@ def test_documented_helm_upgrade_updates_the_crds_and_keeps_the_admins_policy_an
     chart_yaml.write_text(chart_yaml.read_text().replace("version: 0.1.0", "version: 0.0.9"))
     crds = older / "templates" / "generated" / "crds.yaml"
     crds.write_text(crds.read_text().replace("    - cgtenant\n", "    - cgtenant-old\n"))
-    tools.helm("upgrade", RELEASE, str(older), "--namespace", NAMESPACE, "--reuse-values")
+    # ... and that has no `logLevel` yet: the documented upgrade must take the new chart's default
+    # for it (Helm's plain --reuse-values would keep the old defaults and render it empty).
+    values = older / "values.yaml"
+    values.write_text(values.read_text().replace("logLevel: info\n", ""))
+    schema = older / "values.schema.json"
+    loaded = json.loads(schema.read_text())
+    del loaded["properties"]["logLevel"]
+    schema.write_text(json.dumps(loaded))
+    deployment = older / "templates" / "deployment.yaml"
+    deployment.write_text(
+        deployment.read_text().replace("            - --log-level={{ .Values.logLevel }}\n", "")
+    )
+    tools.helm("upgrade", RELEASE, str(older), "--namespace", NAMESPACE, "--reset-values")
     extensions = client.ApiextensionsV1Api(admin)
     assert extensions.read_custom_resource_definition("tenants.computegate.io").spec.names.short_names == [
         "cgtenant-old"
@@ -124,7 +137,14 @@ def test_documented_helm_upgrade_updates_the_crds_and_keeps_the_admins_policy_an
         {"spec": {"enforcement": "Audit", "countryGroups": {"watch": ["AE"]}}},
     )
     uid = _policy(admin)["metadata"]["uid"]
+
+    def args() -> list[str]:
+        deployment = client.AppsV1Api(admin).read_namespaced_deployment(RELEASE, NAMESPACE)
+        return list(deployment.spec.template.spec.containers[0].args)
+
+    assert not any(arg.startswith("--log-level") for arg in args())
     tools.sh(docs.block("helm-upgrade"))
+    assert "--log-level=info" in args()
     kept = _policy(admin)
     assert kept["spec"]["enforcement"] == "Audit" and kept["spec"]["countryGroups"] == {"watch": ["AE"]}
     assert kept["metadata"]["uid"] == uid, "the upgrade must not delete and recreate the policy"

@@ -226,6 +226,8 @@ def test_the_only_hook_is_the_default_policy_and_nothing_needs_a_pod_to_install_
     hooked = [doc for doc in documents if "helm.sh/hook" in (doc["metadata"].get("annotations") or {})]
     assert [(doc["kind"], doc["metadata"]["name"]) for doc in hooked] == [("CompliancePolicy", "default")]
     assert by_kind(documents, "Job") == []
+    # A values file written for an earlier chart (with the old hook's switch) still installs.
+    assert by_kind(render(offline_tools, "--set", "cleanupHook.enabled=true"), "Job") == []
     # The webhook configurations are release objects: `helm uninstall` deletes them itself.
     assert {doc["kind"] for doc in documents} >= {
         "ValidatingWebhookConfiguration",
