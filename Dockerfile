@@ -2,11 +2,15 @@
 # Built by `make kind-demo` as computegate/computegate:<version>, the chart's default image.
 FROM python:3.11-slim AS build
 WORKDIR /src
+# Reproducible: the exact dependency versions of requirements.lock (`make lock`: uv pip compile,
+# every file hashed), installed first and verified; then the package alone, without resolving.
+COPY requirements.lock ./
+RUN python -m venv /opt/computegate \
+ && /opt/computegate/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN python -m venv /opt/computegate \
- && /opt/computegate/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/computegate/bin/pip install --no-cache-dir .
+RUN /opt/computegate/bin/pip install --no-cache-dir --no-deps . \
+ && /opt/computegate/bin/pip check
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="computegate" \

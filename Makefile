@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup binaries run test lint unit e2e bench manifests kind-demo clean
+.PHONY: setup binaries run test lint unit e2e bench manifests lock kind-demo clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,12 @@ bench: setup
 # rendered with default values); tests fail when the checked-in copies drift.
 manifests: setup binaries
 	$(VENV)/bin/computegate chart-sync --manifests manifests --helm "$$(cat $(VENV)/assets-path)/helm"
+
+# The image's exact, hashed dependencies, resolved by uv (a dev dependency) from pyproject.toml's
+# ranges for the image's Python; tests/unit/test_lockfile.py checks it agrees with pyproject.toml.
+LOCK_COMMAND = uv pip compile pyproject.toml --python-version 3.11 --universal --generate-hashes --output-file requirements.lock
+lock: setup
+	cd $(CURDIR) && $(VENV)/bin/$(LOCK_COMMAND)
 
 # Needs Docker, kind, kubectl and helm on PATH (not run in CI; see docs/install.md).
 kind-demo:

@@ -12,6 +12,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="computegate", description="Admission control for export-controlled AI compute."
     )
+    from computegate import __version__
+
+    parser.add_argument("--version", action="version", version=f"computegate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from computegate import evaluate
 

@@ -6,6 +6,7 @@ manifest without a stack trace.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,16 @@ def describe_validation_error(error: ValidationError) -> str:
     return f"{path or 'the object'}: {message}{more}"
 
 
+# `-` names standard input (`helm template ... | computegate evaluate --state DIR -`).
+STDIN = Path("-")
+_STDIN_LABEL = Path("<stdin>")
+
+
 def _files(paths: Iterable[Path]) -> Iterator[Path]:
     for path in paths:
-        if path.is_dir():
+        if path == STDIN:
+            yield path
+        elif path.is_dir():
             yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _YAML_SUFFIXES)
         elif path.is_file():
             yield path
@@ -91,8 +99,12 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
     documents: list[Document] = []
     for path in _files(paths):
         loaded: list[Any] = []
+        source = path
+        if path == STDIN:
+            path = _STDIN_LABEL  # what every message names
         try:
-            for body in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            text = sys.stdin.read() if source == STDIN else source.read_text(encoding="utf-8")
+            for body in yaml.safe_load_all(text):
                 loaded.append(body)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)

@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "computegate"
 MANIFESTS = REPO / "manifests"
 RELEASE = "computegate"
+# `helm template` renders for this Kubernetes version (a source-built helm defaults to v1.20,
+# below the chart's kubeVersion); the chart's minimum, as manifests/ is rendered.
+KUBE_VERSION = ("--kube-version", "1.30.0")
 NAMESPACE = "computegate-system"
 
 
@@ -147,7 +150,7 @@ def render(
     tools: Tools, *args: str, release: str = RELEASE, namespace: str = NAMESPACE
 ) -> list[dict[str, Any]]:
     """``helm template`` -> the non-empty documents."""
-    out = tools.helm("template", release, str(CHART), "--namespace", namespace, *args).stdout
+    out = tools.helm("template", release, str(CHART), "--namespace", namespace, *KUBE_VERSION, *args).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 

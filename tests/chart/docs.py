@@ -23,7 +23,7 @@ _ANY_SH = re.compile(r"```sh\n")
 _INSTALL = "test_install.py"
 _HELM_INSTALL = "test_documented_helm_install_creates_the_release_objects_and_prints_next_steps"
 _EMERGENCY = "test_documented_emergency_procedure_switches_to_audit_removes_and_restores_webhooks"
-_UPGRADE = "test_documented_helm_upgrade_updates_the_crds_switches_the_policy_and_keeps_the_injected_ca"
+_UPGRADE = "test_documented_helm_upgrade_updates_the_crds_and_keeps_the_admins_policy_and_the_injected_ca"
 _MANIFESTS = "test_documented_plain_manifests_apply_and_delete_on_a_fresh_cluster"
 EXERCISED: dict[str, tuple[str, str]] = {
     "helm-install": (_INSTALL, _HELM_INSTALL),
@@ -31,7 +31,15 @@ EXERCISED: dict[str, tuple[str, str]] = {
     "helm-upgrade": (_INSTALL, _UPGRADE),
     "helm-uninstall": (
         _INSTALL,
-        "test_uninstall_after_the_cleanup_hook_command_leaves_no_webhook_configuration",
+        "test_documented_uninstall_removes_the_webhook_configurations_without_any_hook_and_keeps_the_data",
+    ),
+    "helm-monitoring": (
+        _INSTALL,
+        "test_documented_monitoring_upgrade_creates_the_service_monitor_alerts_and_dashboard",
+    ),
+    "helm-adopt": (
+        _INSTALL,
+        "test_documented_adoption_puts_objects_applied_from_manifests_under_a_helm_release",
     ),
     "helm-install-cert-manager": (
         "test_dry_run.py",

@@ -16,11 +16,115 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.chart.conftest import Release, Tools, render
-from tests.chart.test_render import VALUE_SETS
+from tests.chart.test_render import ADMIN_VALUES, VALUE_SETS
 
 pytestmark = pytest.mark.e2e
 
 CERT_MANAGER_GROUP = "cert-manager.io/"
+
+
+def _stand_in_crd(kind: str, plural: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A CRD of the Prometheus Operator's API (not installed here) typing the fields the chart
+    sets as upstream types them (strings, arrays, required keys); the rest is left open."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": spec},
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+_STRING = {"type": "string"}
+_OPEN_OBJECT = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+PROMETHEUS_OPERATOR_STAND_INS = [
+    _stand_in_crd(
+        "ServiceMonitor",
+        "servicemonitors",
+        {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": _OPEN_OBJECT,
+                "namespaceSelector": {
+                    "type": "object",
+                    "properties": {"matchNames": {"type": "array", "items": _STRING}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            k: _STRING for k in ("port", "path", "scheme", "interval", "scrapeTimeout")
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    _stand_in_crd(
+        "PrometheusRule",
+        "prometheusrules",
+        {
+            "type": "object",
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": _STRING,
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "properties": {
+                                        "alert": _STRING,
+                                        "expr": {"x-kubernetes-int-or-string": True},
+                                        "for": _STRING,
+                                        "labels": {"type": "object", "additionalProperties": _STRING},
+                                        "annotations": {"type": "object", "additionalProperties": _STRING},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def prometheus_operator_api(tools: Tools, release: Release) -> None:
+    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(PROMETHEUS_OPERATOR_STAND_INS))
+    tools.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    )
 
 
 def _namespace(admin: Any, name: str) -> None:
@@ -60,7 +164,7 @@ def _validate(tools: Tools, admin: Any, value_set: str, *args: str) -> tuple[int
 
 @pytest.mark.parametrize("value_set", sorted(name for name in VALUE_SETS if name != "cert-manager"))
 def test_every_rendered_object_passes_server_side_dry_run(
-    tools: Tools, release: Release, admin: Any, value_set: str
+    tools: Tools, release: Release, admin: Any, value_set: str, prometheus_operator_api: None
 ) -> None:
     validated, cert_manager = _validate(tools, admin, value_set, *VALUE_SETS[value_set])
     assert cert_manager == []
@@ -103,3 +207,19 @@ def test_server_side_dry_run_rejects_a_policy_that_the_crd_schema_forbids(
     )
     assert result.returncode != 0
     assert "spec.enforcement" in result.stderr and "Unsupported value" in result.stderr
+
+
+def test_admin_values_objects_pass_server_side_dry_run_including_the_monitoring_ones(
+    tools: Tools, release: Release, admin: Any, prometheus_operator_api: None
+) -> None:
+    """The admin value set renders the optional objects; each one is sent, none left out."""
+    assert ADMIN_VALUES.is_file()
+    documents = render(tools, *VALUE_SETS["admin-values"], release="dry-admin", namespace="dry-admin")
+    kinds = {doc["kind"] for doc in documents}
+    assert {"NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ConfigMap"} <= kinds
+    assert "ServiceAccount" not in kinds
+    _namespace(admin, "dry-admin")
+    lines = _dry_run(tools, documents)
+    assert len(lines) == len(documents), "\n".join(lines)
+    for kind in ("networkpolicy.", "servicemonitor.", "prometheusrule.", "configmap/"):
+        assert any(line.startswith(kind) for line in lines), (kind, lines)

@@ -7,6 +7,7 @@ Order matters inside this file (pytest keeps file order): install, upgrade, emer
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,6 @@ from tests.chart.conftest import (
     _start_plane,
     _tools,
 )
-from tests.identities import token_kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +89,7 @@ def test_documented_helm_install_creates_the_release_objects_and_prints_next_ste
     assert all(crd.metadata.annotations["helm.sh/resource-policy"] == "keep" for crd in crds.items)
 
 
-def test_documented_helm_upgrade_updates_the_crds_switches_the_policy_and_keeps_the_injected_ca(
+def test_documented_helm_upgrade_updates_the_crds_and_keeps_the_admins_policy_and_the_injected_ca(
     tools: Tools, release: Release, admin: Any, tmp_path: Path
 ) -> None:
     # What the operator does once it runs: inject its CA (here the real code, as the admin).
@@ -110,18 +110,84 @@ def test_documented_helm_upgrade_updates_the_crds_switches_the_policy_and_keeps_
     chart_yaml.write_text(chart_yaml.read_text().replace("version: 0.1.0", "version: 0.0.9"))
     crds = older / "templates" / "generated" / "crds.yaml"
     crds.write_text(crds.read_text().replace("    - cgtenant\n", "    - cgtenant-old\n"))
-    tools.helm("upgrade", RELEASE, str(older), "--namespace", NAMESPACE, "--reuse-values")
+    # ... and that has no `logLevel` yet: the documented upgrade must take the new chart's default
+    # for it (Helm's plain --reuse-values would keep the old defaults and render it empty).
+    values = older / "values.yaml"
+    values.write_text(values.read_text().replace("logLevel: info\n", ""))
+    schema = older / "values.schema.json"
+    loaded = json.loads(schema.read_text())
+    del loaded["properties"]["logLevel"]
+    schema.write_text(json.dumps(loaded))
+    deployment = older / "templates" / "deployment.yaml"
+    deployment.write_text(
+        deployment.read_text().replace("            - --log-level={{ .Values.logLevel }}\n", "")
+    )
+    tools.helm("upgrade", RELEASE, str(older), "--namespace", NAMESPACE, "--reset-values")
     extensions = client.ApiextensionsV1Api(admin)
     assert extensions.read_custom_resource_definition("tenants.computegate.io").spec.names.short_names == [
         "cgtenant-old"
     ]
+    # An admin's edits (here the emergency switch to Audit and a country group of its own) are
+    # the policy from now on: the documented upgrade neither reverts nor replaces them.
+    client.CustomObjectsApi(admin).patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "compliancepolicies",
+        "default",
+        {"spec": {"enforcement": "Audit", "countryGroups": {"watch": ["AE"]}}},
+    )
+    uid = _policy(admin)["metadata"]["uid"]
+
+    def args() -> list[str]:
+        deployment = client.AppsV1Api(admin).read_namespaced_deployment(RELEASE, NAMESPACE)
+        return list(deployment.spec.template.spec.containers[0].args)
+
+    assert not any(arg.startswith("--log-level") for arg in args())
     tools.sh(docs.block("helm-upgrade"))
-    assert _policy(admin)["spec"]["enforcement"] == "Audit"
+    assert "--log-level=info" in args()
+    kept = _policy(admin)
+    assert kept["spec"]["enforcement"] == "Audit" and kept["spec"]["countryGroups"] == {"watch": ["AE"]}
+    assert kept["metadata"]["uid"] == uid, "the upgrade must not delete and recreate the policy"
     tenants = extensions.read_custom_resource_definition("tenants.computegate.io")
     assert tenants.spec.names.short_names == ["cgtenant"]
     assert tenants.metadata.labels["helm.sh/chart"] == "computegate-0.1.0"
     # The caBundle is never rendered, so the upgrade's three-way merge leaves the injected one.
     assert _ca_bundles(admin) == {injected}
+
+
+def test_documented_monitoring_upgrade_creates_the_service_monitor_alerts_and_dashboard(
+    tools: Tools, release: Release, admin: Any
+) -> None:
+    from tests.chart.test_dry_run import PROMETHEUS_OPERATOR_STAND_INS
+
+    # Without the Prometheus Operator's API the objects are skipped, and helm status says so.
+    skipped = tools.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        "1.30.0",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    )
+    assert "kind: PrometheusRule" not in skipped.stdout
+    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(PROMETHEUS_OPERATOR_STAND_INS))
+    tools.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    )
+    shown = tools.sh(docs.block("helm-monitoring")).stdout
+    assert f"servicemonitor.monitoring.coreos.com/{RELEASE}" in shown
+    assert f"prometheusrule.monitoring.coreos.com/{RELEASE}" in shown
+    assert f"configmap/{RELEASE}-dashboard" in shown
+    assert "WARNING" not in tools.helm("status", RELEASE, "--namespace", NAMESPACE).stdout
 
 
 def test_documented_emergency_procedure_switches_to_audit_removes_and_restores_webhooks(
@@ -143,42 +209,20 @@ def test_documented_emergency_procedure_switches_to_audit_removes_and_restores_w
     assert _policy(admin)["spec"]["enforcement"] == "Enforce"
 
 
-def _pre_delete_hooks(tools: Tools) -> list[dict[str, Any]]:
-    manifest = tools.helm("get", "hooks", RELEASE, "--namespace", NAMESPACE).stdout
-    return [
-        doc
-        for doc in yaml.safe_load_all(manifest)
-        if doc and "pre-delete" in doc["metadata"].get("annotations", {}).get("helm.sh/hook", "")
-    ]
-
-
-def test_uninstall_after_the_cleanup_hook_command_leaves_no_webhook_configuration(
-    tools: Tools, release: Release, admin: Any, chart_plane: ControlPlane, tmp_path: Path
+def test_documented_uninstall_removes_the_webhook_configurations_without_any_hook_and_keeps_the_data(
+    tools: Tools, release: Release, admin: Any
 ) -> None:
-    hooks = _pre_delete_hooks(tools)
-    (job,) = [doc for doc in hooks if doc["kind"] == "Job"]
-    access = [doc for doc in hooks if doc["kind"] != "Job"]
-    assert sorted(doc["kind"] for doc in access) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
-    # What Helm creates before the Job: the hook's ServiceAccount and RBAC, exactly as released.
-    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(access))
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    kubeconfig = token_kubeconfig(
-        chart_plane,
-        admin,
-        namespace=NAMESPACE,
-        service_account=pod["serviceAccountName"],
-        path=tmp_path / "hook",
-    )
-    hook_tools = Tools(binaries=tools.binaries, env={**tools.env, "KUBECONFIG": str(kubeconfig)})
-    # The Job's own command (image entrypoint `computegate`, the Job's args), as its ServiceAccount.
-    ran = hook_tools.run(["computegate", *container["args"]])
-    assert ran.stdout.count(" deleted") == 2
+    """This control plane has no kubelet: a hook Job would never run (helm would wait for it,
+    then fail, and leave both fail-closed configurations behind). The chart has no uninstall
+    hook; the configurations are release objects, and the documented block checks they are gone."""
+    # The first install's only hook made the policy; the upgrades since rendered none.
+    hooks = tools.helm("get", "hooks", RELEASE, "--namespace", NAMESPACE, "--revision", "1").stdout
+    assert [doc["kind"] for doc in yaml.safe_load_all(hooks) if doc] == ["CompliancePolicy"]
+    assert "helm.sh/hook: post-install" in hooks
+    assert VALIDATING_CONFIGURATION in _configurations(admin)
     try:
-        remaining = set(_configurations(admin))
-        assert VALIDATING_CONFIGURATION not in remaining and MUTATING_CONFIGURATION not in remaining
-        # Helm runs no hook Job here (no kubelet); everything else is the documented command.
-        tools.sh(docs.block("helm-uninstall") + " --no-hooks")
+        uninstalled = tools.sh(docs.block("helm-uninstall"))
+        assert "uninstalled" in uninstalled.stdout
         assert _configurations(admin) == {}
         with pytest.raises(ApiException) as gone:
             client.AppsV1Api(admin).read_namespaced_deployment(RELEASE, NAMESPACE)
@@ -188,11 +232,26 @@ def test_uninstall_after_the_cleanup_hook_command_leaves_no_webhook_configuratio
         )
         assert len(kept.items) == 4, "the CRDs (and so tenants and licenses) survive an uninstall"
         assert tools.helm("list", "--namespace", NAMESPACE, "--short").stdout.strip() == ""
+        policy = _policy(admin)
+        assert policy["spec"]["countryGroups"] == {"watch": ["AE"]}, "the admin's policy stays"
     finally:
-        tools.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(access))
-        # Reinstall: the kept CRDs are adopted, and later tests find the release again.
+        # Install over an existing policy (the one left behind): the kept CRDs are adopted,
+        # the policy is neither replaced nor changed, and later tests find the release again.
         tools.sh(docs.block("helm-install"))
+    again = _policy(admin)
+    assert again["metadata"]["uid"] == policy["metadata"]["uid"]
+    assert again["spec"] == policy["spec"]
+    assert tools.helm("get", "hooks", RELEASE, "--namespace", NAMESPACE).stdout.strip() == ""
     assert VALIDATING_CONFIGURATION in _configurations(admin)
+
+
+def test_the_uninstall_check_fails_loudly_while_a_webhook_configuration_remains(tools: Tools) -> None:
+    """The documented check after `helm uninstall` exits non-zero, naming what is left."""
+    check = docs.block("helm-uninstall").splitlines()[-1]
+    assert check.startswith("kubectl wait --for=delete") and "--timeout=60s" in check
+    left = tools.sh(check.replace("--timeout=60s", "--timeout=2s"), check=False)
+    assert left.returncode != 0
+    assert VALIDATING_CONFIGURATION in left.stderr or MUTATING_CONFIGURATION in left.stderr
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +271,15 @@ def test_documented_plain_manifests_apply_and_delete_on_a_fresh_cluster(
         applied = tools.sh(docs.block("manifests-apply"))
         assert "condition met" in applied.stdout
         assert "compliancepolicy.computegate.io/default created" in applied.stdout
+        # Applied again (an upgrade from plain manifests), it leaves an admin's policy alone.
+        client.CustomObjectsApi(api).patch_cluster_custom_object(
+            GROUP, VERSION, "compliancepolicies", "default", {"spec": {"enforcement": "Audit"}}
+        )
+        tools.sh(docs.block("manifests-apply"))
+        assert _policy(api)["spec"]["enforcement"] == "Audit"
+        client.CustomObjectsApi(api).patch_cluster_custom_object(
+            GROUP, VERSION, "compliancepolicies", "default", {"spec": {"enforcement": "Enforce"}}
+        )
         assert set(_configurations(api)) == {VALIDATING_CONFIGURATION, MUTATING_CONFIGURATION}
         assert client.AppsV1Api(api).read_namespaced_deployment(RELEASE, NAMESPACE).spec.replicas == 3
         assert _policy(api)["spec"]["enforcement"] == "Enforce"
@@ -221,5 +289,38 @@ def test_documented_plain_manifests_apply_and_delete_on_a_fresh_cluster(
         with pytest.raises(ApiException) as gone:
             client.AppsV1Api(api).read_namespaced_deployment(RELEASE, NAMESPACE)
         assert gone.value.status == 404
+    finally:
+        api.close()
+
+
+def test_documented_adoption_puts_objects_applied_from_manifests_under_a_helm_release(
+    fresh_plane: ControlPlane, binaries: Binaries, helm_home: dict[str, str]
+) -> None:
+    tools = _tools(binaries, helm_home, fresh_plane.kubeconfig_path)
+    api = fresh_plane.api_client()
+    try:
+        tools.sh(docs.block("manifests-apply"))
+        client.CustomObjectsApi(api).patch_cluster_custom_object(
+            GROUP, VERSION, "compliancepolicies", "default", {"spec": {"enforcement": "Audit"}}
+        )
+        # Helm refuses objects it does not own: the plain install fails on the first of them.
+        refused = tools.sh(docs.block("helm-install"), check=False)
+        assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr
+        adopted = tools.sh(docs.block("helm-adopt"))
+        assert "STATUS: deployed" in adopted.stdout
+        for name, configuration in _configurations(api).items():
+            assert configuration.metadata.annotations["meta.helm.sh/release-name"] == RELEASE, name
+            assert configuration.metadata.labels["app.kubernetes.io/managed-by"] == "Helm", name
+        crds = client.ApiextensionsV1Api(api).list_custom_resource_definition(
+            label_selector="app.kubernetes.io/part-of=computegate"
+        )
+        assert {crd.metadata.annotations["meta.helm.sh/release-namespace"] for crd in crds.items} == {
+            NAMESPACE
+        }
+        assert _policy(api)["spec"]["enforcement"] == "Audit", "the existing policy is kept, not replaced"
+        # From now on Helm manages them: an upgrade works, an uninstall removes the configurations.
+        tools.sh(docs.block("helm-upgrade"))
+        tools.sh(docs.block("helm-uninstall"))
+        assert _configurations(api) == {}
     finally:
         api.close()

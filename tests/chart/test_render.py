@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from computegate.webhook.configuration import (
     MUTATING_CONFIGURATION,
@@ -12,10 +16,15 @@ from computegate.webhook.configuration import (
     mutating_configuration,
     validating_configuration,
 )
-from tests.chart.conftest import CHART, NAMESPACE, RELEASE, Tools, by_kind, one, render
+from tests.chart.conftest import CHART, KUBE_VERSION, NAMESPACE, RELEASE, Tools, by_kind, one, render
+
+ADMIN_VALUES = Path(__file__).parent / "data" / "admin-values.yaml"
+# The Prometheus Operator's API, as a cluster that serves it reports it to `helm install`.
+PROMETHEUS_OPERATOR = ("--api-versions", "monitoring.coreos.com/v1")
 
 VALUE_SETS: dict[str, list[str]] = {
     "defaults": [],
+    "admin-values": ["-f", str(ADMIN_VALUES), *PROMETHEUS_OPERATOR],
     "cert-manager": ["--set", "certManager.enabled=true"],
     "custom-exempt-namespaces": [
         "--set",
@@ -37,7 +46,10 @@ VALUE_SETS: dict[str, list[str]] = {
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_helm_lint_passes_strict_with_each_value_set(offline_tools: Tools, value_set: str) -> None:
-    result = offline_tools.helm("lint", "--strict", str(CHART), *VALUE_SETS[value_set])
+    args = VALUE_SETS[value_set]
+    if args[-2:] == list(PROMETHEUS_OPERATOR):  # lint has no --api-versions: it renders without them
+        args = args[:-2]
+    result = offline_tools.helm("lint", "--strict", str(CHART), *args)
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
@@ -48,12 +60,20 @@ def test_helm_lint_passes_strict_with_each_value_set(offline_tools: Tools, value
         ("replicaCount=0", "/replicaCount"),
         ("webhook.exemptNamespaces={Not_A_Namespace}", "/webhook/exemptNamespaces/0"),
         ("unknownKey=1", "unknownKey"),
+        ("logFormat=xml", "/logFormat"),
+        ("logLevel=trace", "/logLevel"),
+        ("webhook.timeoutSeconds=31", "/webhook/timeoutSeconds"),
+        ("serviceAccount.create=false", "/serviceAccount"),
+        ("image.digest=latest", "/image/digest"),
+        ("extraArgs={reconcile-interval}", "/extraArgs/0"),
+        ("updateStrategy.type=OnDelete", "/updateStrategy/type"),
+        ("prometheusRule.licenseExpiryDays=0", "/prometheusRule/licenseExpiryDays"),
     ],
 )
 def test_values_schema_rejects_bad_values_with_the_key_named(
     offline_tools: Tools, setting: str, complaint: str
 ) -> None:
-    result = offline_tools.helm("template", RELEASE, str(CHART), "--set", setting, check=False)
+    result = offline_tools.helm("template", RELEASE, str(CHART), *KUBE_VERSION, "--set", setting, check=False)
     assert result.returncode != 0
     assert complaint in result.stderr
 
@@ -197,28 +217,29 @@ def test_crds_are_templates_kept_on_uninstall_with_the_models_schema(offline_too
     assert by_kind(render(offline_tools, "--set", "crds.install=false"), "CustomResourceDefinition") == []
 
 
-def test_cleanup_hook_runs_the_uninstall_command_from_the_operator_image_before_delete(
+def test_the_only_hook_is_the_default_policy_and_nothing_needs_a_pod_to_install_or_uninstall(
     offline_tools: Tools,
 ) -> None:
     documents = render(offline_tools)
-    job = one(documents, "Job")
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    operator = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == operator["image"]
-    assert container["args"] == ["uninstall-webhooks"]
-    role = one(documents, "ClusterRole", f"{RELEASE}-cleanup")
-    assert {tuple(rule["resourceNames"]) for rule in role["rules"]} == {
-        (VALIDATING_CONFIGURATION,),
-        (MUTATING_CONFIGURATION,),
+    hooked = [doc for doc in documents if "helm.sh/hook" in (doc["metadata"].get("annotations") or {})]
+    assert [(doc["kind"], doc["metadata"]["name"]) for doc in hooked] == [("CompliancePolicy", "default")]
+    assert by_kind(documents, "Job") == []
+    # A values file written for an earlier chart (with the old hook's switch) still installs.
+    assert by_kind(render(offline_tools, "--set", "cleanupHook.enabled=true"), "Job") == []
+    # The webhook configurations are release objects: `helm uninstall` deletes them itself.
+    assert {doc["kind"] for doc in documents} >= {
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
     }
-    assert by_kind(render(offline_tools, "--set", "cleanupHook.enabled=false"), "Job") == []
 
 
 def test_default_policy_is_a_post_install_hook_that_no_webhook_intercepts(offline_tools: Tools) -> None:
     documents = render(offline_tools)
     policy = one(documents, "CompliancePolicy", "default")
-    assert policy["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    # Created at install only (never on upgrade), and never deleted before a new hook: an
+    # admin's policy is never replaced. No delete policy: Helm's default is before-hook-creation,
+    # which only applies when the hook renders, i.e. when `lookup` found no policy.
+    assert policy["metadata"]["annotations"] == {"helm.sh/hook": "post-install", "helm.sh/hook-weight": "0"}
     assert policy["spec"]["enforcement"] == "Enforce"
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         for hook in one(documents, kind)["webhooks"]:
@@ -266,3 +287,158 @@ def test_people_roles_are_not_aggregated_into_the_builtin_roles_by_default(offli
     assert aggregated(render(offline_tools, "--set", "rbac.aggregateViewerToView=true")) == {
         "rbac.authorization.k8s.io/aggregate-to-view"
     }
+
+
+def test_chart_requires_kubernetes_1_30_for_match_conditions(offline_tools: Tools) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.30.0-0"
+    old = offline_tools.helm("template", RELEASE, str(CHART), "--kube-version", "1.29.9", check=False)
+    assert old.returncode != 0 and "incompatible with Kubernetes v1.29.9" in old.stderr
+    # Vendor builds carry a pre-release suffix; the -0 admits them.
+    assert render(offline_tools, "--kube-version", "1.30.2-eks-1234")
+
+
+def _webhook_parser() -> argparse.ArgumentParser:
+    from computegate.webhook import options
+
+    parser = argparse.ArgumentParser(prog="computegate webhook", exit_on_error=False)
+    options.add_arguments(parser)
+    return parser
+
+
+def test_admin_values_land_under_the_keys_admins_know(offline_tools: Tools) -> None:
+    documents = render(offline_tools, *VALUE_SETS["admin-values"])
+    values = yaml.safe_load(ADMIN_VALUES.read_text())
+    deployment = one(documents, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert {"--log-level=debug", "--log-format=text", "--reconcile-interval=30"} <= set(args)
+    # Every rendered flag is one `computegate webhook` accepts (env references aside).
+    parsed = _webhook_parser().parse_args([arg.replace("$(POD_NAMESPACE)", "ns") for arg in args[1:]])
+    assert (parsed.log_level, parsed.log_format, parsed.reconcile_interval) == ("debug", "text", 30.0)
+    assert pod["securityContext"] == values["podSecurityContext"]
+    assert container["securityContext"] == values["securityContext"]
+    assert container["env"][-2:] == values["env"]
+    assert [e["name"] for e in container["env"][:2]] == ["POD_NAMESPACE", "POD_NAME"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["strategy"] == values["updateStrategy"]
+    assert container["image"] == f"{values['image']['repository']}@{values['image']['digest']}"
+    # An existing ServiceAccount: none is made, the Deployment and every binding name it.
+    assert by_kind(documents, "ServiceAccount") == []
+    assert pod["serviceAccountName"] == "corp-computegate"
+    for binding in by_kind(documents, "ClusterRoleBinding") + by_kind(documents, "RoleBinding"):
+        assert [s["name"] for s in binding["subjects"]] == ["corp-computegate"], binding["metadata"]["name"]
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        assert {hook["timeoutSeconds"] for hook in one(documents, kind)["webhooks"]} == {10}
+
+
+def test_default_webhook_timeout_is_the_generators(offline_tools: Tools) -> None:
+    from computegate.webhook.configuration import TIMEOUT_SECONDS
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["webhook"]["timeoutSeconds"] == TIMEOUT_SECONDS
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        hooks = one(render(offline_tools), kind)["webhooks"]
+        assert {hook["timeoutSeconds"] for hook in hooks} == {TIMEOUT_SECONDS}
+
+
+def test_network_policy_admits_the_webhook_port_from_anywhere(offline_tools: Tools) -> None:
+    assert by_kind(render(offline_tools), "NetworkPolicy") == []
+    policy = one(render(offline_tools, "--set", "networkPolicy.enabled=true"), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    webhook = next(rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 9443)
+    assert "from" not in webhook, "managed control planes call the webhook from outside the pod network"
+    health = next(rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 8080)
+    assert "from" not in health
+    restricted = one(
+        render(
+            offline_tools,
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        ),
+        "NetworkPolicy",
+    )
+    by_port = {rule["ports"][0]["port"]: rule for rule in restricted["spec"]["ingress"]}
+    assert "from" not in by_port[9443] and by_port[8080]["from"][0]["namespaceSelector"]
+
+
+def test_prometheus_operator_objects_render_only_when_the_cluster_serves_their_api(
+    offline_tools: Tools,
+) -> None:
+    enabled = ("--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true")
+    assert {doc["kind"] for doc in render(offline_tools, *enabled)}.isdisjoint(
+        {"ServiceMonitor", "PrometheusRule"}
+    )
+    documents = render(offline_tools, *enabled, *PROMETHEUS_OPERATOR)
+    monitor = one(documents, "ServiceMonitor")
+    service = one(documents, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
+    rules = one(documents, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert [rule["alert"] for rule in rules] == [
+        "ComputeGateLicenseExhausted",
+        "ComputeGateLicenseExpiringSoon",
+        "ComputeGateWebhookUnavailable",
+        "ComputeGateDecisionLatencyHigh",
+    ]
+    assert "apiserver_admission_webhook_rejection_count" in rules[2]["expr"]
+    assert "< 2592000" in rules[1]["expr"]  # 30 days
+
+
+def test_grafana_dashboard_is_a_configmap_of_valid_dashboard_json(offline_tools: Tools) -> None:
+    assert by_kind(render(offline_tools), "ConfigMap") == []
+    dashboard = one(render(offline_tools, "--set", "grafanaDashboard.enabled=true"), "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads(dashboard["data"]["computegate.json"])
+    assert board["uid"] == "computegate" and len(board["panels"]) >= 6
+
+
+def test_alerts_and_dashboard_query_only_metrics_the_operator_exports(offline_tools: Tools) -> None:
+    import re
+
+    from computegate.webhook.observe import Metrics
+
+    exported: set[str] = set()
+    for family in Metrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        exported |= {family.name + suffix for suffix in suffixes}
+    documents = render(
+        offline_tools,
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "grafanaDashboard.enabled=true",
+        *PROMETHEUS_OPERATOR,
+    )
+    queries = (
+        json.dumps(one(documents, "PrometheusRule")["spec"])
+        + one(documents, "ConfigMap")["data"]["computegate.json"]
+    )
+    used = set(re.findall(r"\b(computegate_[a-z_]+)", queries))
+    assert used and used <= exported, used - exported
+    assert {"computegate_license_max_tpp", "computegate_license_valid_until_seconds"} <= used
+
+
+def test_helm_template_output_pipes_into_the_offline_evaluator(offline_tools: Tools) -> None:
+    """The README's CI pipe: every rendered object is read from stdin; the one workload (the
+    operator's CPU-only Deployment) is judged, every other object is named as skipped."""
+    done = offline_tools.sh(
+        "helm template computegate charts/computegate --kube-version 1.30.0"
+        " | computegate evaluate --state examples/cluster -"
+    )
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (record["kind"], record["name"], record["code"], record["audit"]) == (
+        "Deployment",
+        RELEASE,
+        "NoAccelerator",
+        False,
+    )
+    skipped = done.stderr.splitlines()
+    assert skipped and all(line.startswith("computegate evaluate: skipped <stdin>: ") for line in skipped)
+    assert any("(ValidatingWebhookConfiguration computegate-validating)" in line for line in skipped)
+    assert any("(CustomResourceDefinition tenants.computegate.io)" in line for line in skipped)

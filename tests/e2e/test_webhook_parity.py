@@ -113,7 +113,7 @@ def kubectl_create(
 def decisions_for(plane: ControlPlane, name: str) -> list[dict[str, Any]]:
     log = plane.logs_dir / "computegate-webhook.log"
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"time"')]
-    return [line for line in lines if line["name"] == name]
+    return [line for line in lines if line.get("logger") == "computegate.decisions" and line["name"] == name]
 
 
 def logged_code(plane: ControlPlane, name: str) -> str | None:

@@ -253,6 +253,7 @@ def chart_rbac(plane: ControlPlane) -> list[dict[str, Any]]:
         [
             *(str(plane.binaries.helm), "template", OPERATOR_SERVICE_ACCOUNT, str(CHART)),
             *("--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/rbac.yaml"),
+            *("--kube-version", "1.30.0"),  # a source-built helm defaults to v1.20, below kubeVersion
         ],
         capture_output=True,
         text=True,
@@ -371,7 +372,8 @@ class Operator:
 
     def decisions(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith('{"time"')]
+        records = [json.loads(line) for line in lines if line.startswith('{"time"')]
+        return [record for record in records if record.get("logger") == "computegate.decisions"]
 
 
 @pytest.fixture(scope="session", name="cluster")

@@ -34,6 +34,7 @@ KEYS = [
     "name",
     "allowed",
     "code",
+    "audit",
     "tenant",
     "jurisdiction",
     "accelerators",
@@ -371,10 +372,6 @@ BAD_MANIFESTS = {
     "malformed second document": (
         "kind: Pod\nmetadata: {name: ok, namespace: research}\n---\nkind: Pod\nmetadata: [\n",
         ["document 2", "not valid YAML"],
-    ),
-    "unknown kind": (
-        "kind: Frobnicator\nmetadata: {name: a, namespace: x}\n",
-        ["document 1", "kind", "Frobnicator"],
     ),
     "missing kind": ("metadata: {name: a, namespace: x}\n", ["document 1", "kind"]),
     "missing name": ("kind: Pod\nmetadata: {namespace: x}\n", ["document 1", "metadata.name"]),

@@ -31,7 +31,20 @@ app.kubernetes.io/part-of: computegate
 {{- end }}
 
 {{- define "computegate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "computegate.serviceAccountName" -}}
+{{- default (include "computegate.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{/* Whether the cluster serves the Prometheus Operator's API (ServiceMonitor, PrometheusRule). */}}
+{{- define "computegate.hasPrometheusOperator" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
 {{- end }}
 
 {{- define "computegate.tlsSecretName" -}}

@@ -309,6 +309,8 @@ class Reconciler:
             self.metrics.consumed_tpp.labels(name, tenant).set(used.tpp)
             self.metrics.consumed_accelerators.labels(name, tenant).set(used.accelerators)
             self.metrics.headroom_tpp.labels(name, tenant).set(lic.spec.max_tpp - used.tpp)
+            self.metrics.max_tpp.labels(name, tenant).set(lic.spec.max_tpp)
+            self.metrics.valid_until.labels(name, tenant).set(lic.spec.valid_until.timestamp())
         for name, tenant in self._gauged - current:
             self.metrics.forget_license(name, tenant)
         self._gauged = current

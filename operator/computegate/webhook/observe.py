@@ -1,7 +1,13 @@
-"""What an operator of ComputeGate sees: metrics, one JSON log line per decision, Events.
+"""What an operator of ComputeGate sees: metrics, logs (one decision record per decision), Events.
 
 Metrics live in a registry of their own (not the process-global one), so several operators
 in one test process never collide.
+
+One log format for every line of the process: ``configure_logging`` puts a single handler on
+the root logger, so Kopf's lines, aiohttp's and ours are all JSON objects (``time``, ``level``,
+``logger``, ``message``) or all text. A decision is a log record of the logger
+``computegate.decisions`` whose JSON object carries the decision's fields beside ``level`` and
+``logger`` (its ``message`` is the decision's message).
 """
 
 from __future__ import annotations
@@ -9,12 +15,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import platform
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
+from computegate import __version__
 from computegate.webhook.review import Outcome
 
 DECISION_LOGGER = "computegate.decisions"
@@ -73,6 +89,30 @@ class Metrics:
         self.synced = Gauge(
             "computegate_state_synced", "1 once every watch has listed its objects.", registry=self.registry
         )
+        self.max_tpp = Gauge(
+            "computegate_license_max_tpp",
+            "An ExportLicense's cap on controlled TPP (spec.maxTPP).",
+            ["license", "tenant"],
+            registry=self.registry,
+        )
+        self.valid_until = Gauge(
+            "computegate_license_valid_until_seconds",
+            "When an ExportLicense stops being valid (spec.validUntil), in seconds since the Unix epoch.",
+            ["license", "tenant"],
+            registry=self.registry,
+        )
+        build = Gauge(
+            "computegate_build_info",
+            "Always 1; the labels name the running build.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+        # process_* (CPU, memory, open files, start time) and python_* (GC, platform), as the
+        # global registry of prometheus_client offers them; registered here per instance.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(GC_COLLECTOR)
 
     def record(self, outcome: Outcome, seconds: float) -> None:
         result = (
@@ -84,21 +124,93 @@ class Metrics:
         self.latency.labels(outcome.request.webhook).observe(seconds)
 
     def forget_license(self, name: str, tenant: str) -> None:
-        for gauge in (self.consumed_tpp, self.consumed_accelerators, self.headroom_tpp):
+        for gauge in (
+            self.consumed_tpp,
+            self.consumed_accelerators,
+            self.headroom_tpp,
+            self.max_tpp,
+            self.valid_until,
+        ):
             with contextlib.suppress(KeyError):
                 gauge.remove(name, tenant)
 
 
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time``, ``level``, ``logger``, then ``message`` or, for a
+    record that carries ``fields`` (a decision), those fields; Kopf's object reference as
+    ``object``; a traceback as ``exception``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+            line["level"], line["logger"] = record.levelname.lower(), record.name
+        else:
+            line["message"] = record.getMessage()
+        ref = getattr(record, "k8s_ref", None)  # kopf.objects' records name the object
+        if isinstance(ref, dict):
+            line["object"] = {key: ref[key] for key in ("kind", "namespace", "name") if ref.get(key)}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, separators=(",", ":"), default=str)
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    if log_format == "text":
+        return logging.Formatter(TEXT_FORMAT)
+    raise ValueError(f"unknown log format {log_format!r} (json or text)")
+
+
+def configure_logging(*, level: str = "info", log_format: str = "json", stream: Any = None) -> None:
+    """Every logger of the process (Kopf's, aiohttp's, ours) writes through one handler."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(formatter(log_format))
+    root.addHandler(handler)
+    root.setLevel(LOG_LEVELS[level])
+
+
 def configure_decision_log(stream: Any = None) -> logging.Logger:
-    """Decision lines go to stdout as bare JSON, apart from Kopf's own log format."""
+    """The decision logger; it writes through the root handler (``configure_logging``), or, given
+    a ``stream``, through its own JSON handler (tests)."""
     logger = logging.getLogger(DECISION_LOGGER)
-    if not logger.handlers:
-        handler = logging.StreamHandler(stream or sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+    if stream is not None and not logger.handlers:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+        logger.propagate = False
     return logger
+
+
+def _whole(value: float | None) -> float | int | None:
+    """8, not 8.0 (as `computegate evaluate` prints it); a MIG share stays fractional."""
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
 
 
 def decision_record(outcome: Outcome, seconds: float) -> dict[str, Any]:
@@ -121,16 +233,30 @@ def decision_record(outcome: Outcome, seconds: float) -> dict[str, Any]:
         "tenant": verdict.tenant if verdict else None,
         "jurisdiction": verdict.jurisdiction if verdict else None,
         "license": verdict.license if verdict else None,
-        "accelerators": verdict.accelerators if verdict else None,
-        "tpp": verdict.tpp if verdict else None,
-        "controlledTpp": verdict.controlled_tpp if verdict else None,
+        "accelerators": _whole(verdict.accelerators) if verdict else None,
+        "tpp": _whole(verdict.tpp) if verdict else None,
+        "controlledTpp": _whole(verdict.controlled_tpp) if verdict else None,
         "message": outcome.message,
         "latencyMs": round(seconds * 1000, 3),
     }
 
 
 def log_decision(logger: logging.Logger, outcome: Outcome, seconds: float) -> None:
-    logger.info(json.dumps(decision_record(outcome, seconds), separators=(",", ":")))
+    """INFO for an admission, WARNING for a denial or an Audit would-be denial. In text format the
+    line's message is the record as compact JSON; in JSON format the record is the line."""
+    record = decision_record(outcome, seconds)
+    level = logging.WARNING if outcome.would_deny else logging.INFO
+    logger.log(level, "%s", _Compact(record), extra={"fields": record})
+
+
+class _Compact:
+    """Serialised only when a text formatter asks for the message."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+
+    def __str__(self) -> str:
+        return json.dumps(self.record, separators=(",", ":"))
 
 
 def event_for(outcome: Outcome) -> dict[str, Any] | None:

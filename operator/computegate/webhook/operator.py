@@ -31,7 +31,7 @@ from computegate.webhook.handlers import REGISTRY
 from computegate.webhook.health import serve_health
 from computegate.webhook.kube import Kube
 from computegate.webhook.ledger import Election, LedgerWriter, Reconciler
-from computegate.webhook.observe import Metrics, configure_decision_log
+from computegate.webhook.observe import Metrics, configure_decision_log, configure_logging
 from computegate.webhook.options import Options
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
@@ -192,7 +192,8 @@ def _not_routine(record: logging.LogRecord) -> bool:
 
 
 def main(options: Options) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One format for every line: Kopf's, aiohttp's and the decision records (observe.py).
+    configure_logging(level=options.log_level, log_format=options.log_format)
     logging.getLogger("kopf.objects").addFilter(_not_routine)
     asyncio.run(run(options))
     return 0

@@ -31,6 +31,8 @@ class Options:
     reservation_ttl: float = 120.0  # longer than the API server's request timeout (60 s)
     settle_within: float = 3.0  # a reservation not settled by then is refused as retryable
     ledger: bool = True  # off only to measure what the ledger costs (bench/)
+    log_level: str = "info"
+    log_format: str = "json"  # every line one JSON object; "text" for people at a terminal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +127,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between the ledger reconciler's passes when nothing changes",
     )
 
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=d.log_level,
+        help=f"least severe level logged (default {d.log_level})",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=d.log_format,
+        help=f"every log line, Kopf's and the decision records included (default {d.log_format})",
+    )
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+
 
 def options_from(args: argparse.Namespace) -> Options:
     return Options(
@@ -149,4 +168,6 @@ def options_from(args: argparse.Namespace) -> Options:
         reservation_ttl=args.reservation_ttl,
         reconcile_interval=args.reconcile_interval,
         ledger=args.ledger == "on",
+        log_level=args.log_level,
+        log_format=args.log_format,
     )
