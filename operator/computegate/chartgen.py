@@ -57,6 +57,7 @@ _EXEMPT = "CHARTGEN_EXEMPT_NAMESPACES"
 _LABELS = "CHARTGEN_LABELS"
 _WEBHOOK_ANNOTATIONS = "CHARTGEN_WEBHOOK_ANNOTATIONS"
 _CRD_ANNOTATIONS = "CHARTGEN_CRD_ANNOTATIONS"
+_NAMESPACE_CREATION_FAILURE_POLICY = "CHARTGEN_NSCREATION_FAILURE_POLICY"
 
 # A whole line ``<indent>- PLACEHOLDER`` or ``<indent>PLACEHOLDER: PLACEHOLDER`` becomes a Helm
 # include rendered at that indentation; a placeholder inside a line becomes an expression.
@@ -69,6 +70,9 @@ _BLOCKS = {
 _INLINE = {
     _FULLNAME: '{{ include "computegate.fullname" . }}',
     _NAMESPACE: "{{ .Release.Namespace }}",
+    _NAMESPACE_CREATION_FAILURE_POLICY: (
+        '{{ .Values.webhook.namespaceCreationFailurePolicy | default "Fail" }}'
+    ),
 }
 
 _HEADER = (
@@ -149,7 +153,10 @@ def _webhooks_template() -> str:
         "labels": {_LABELS: _LABELS},
     }
     documents = []
-    for configuration in (validating_configuration(**common), mutating_configuration(**common)):
+    validating = validating_configuration(
+        **common, namespace_creation_failure_policy=_NAMESPACE_CREATION_FAILURE_POLICY
+    )
+    for configuration in (validating, mutating_configuration(**common)):
         metadata = configuration["metadata"]
         configuration["metadata"] = {
             "name": metadata["name"],

@@ -408,6 +408,36 @@ def considered_models(
     return tuple(found.values())
 
 
+def placement_pin(state: ClusterState, pod: Pod) -> tuple[str, tuple[str, ...]] | None:
+    """The required node affinity that pins an admitted pod to the models its decision considered
+    (DESIGN.md step 8): a product-label key and exactly the values that name those models (their
+    profiles' values and the values known nodes of those models carry, GFD suffixes included).
+
+    None: not pinned. A bound pod cannot move; a decision that assumed a model (a node with no
+    recognised label, a named value no profile knows) judged the most capable model anyway; and
+    models told apart by different label keys cannot be pinned with one requirement.
+    """
+    spec = pod.spec
+    if spec.node_name is not None:
+        return None
+    models = considered_models(state, spec, pod.metadata.namespace or "", pod.metadata.annotations)
+    if not models:
+        return None
+    keys = {key for profile in models for key in profile.spec.product_labels}
+    if len(keys) != 1:
+        return None
+    (key,) = keys
+    names = {profile.name for profile in models}
+    values = {value for profile in models for value in profile.spec.product_labels[key]}
+    for node in state.nodes.values():
+        value = node.metadata.labels.get(key)
+        if value is not None and value not in values:
+            named = state.profiles.for_label_value(key, value)
+            if named is not None and named.name in names:
+                values.add(value)
+    return key, tuple(sorted(values))
+
+
 def _worst_case_key(
     state: ClusterState, tenant: Tenant | None
 ) -> Callable[[ResolvedProfile], tuple[bool, float, str]]:

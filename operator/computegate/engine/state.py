@@ -330,6 +330,10 @@ class ClusterState:
             names.add(ns.metadata.labels[TENANT_LABEL])
         return names
 
+    def tenants_listing(self, namespace: str) -> set[str]:
+        """Names of the tenants whose spec.namespaces lists the namespace (existing or not)."""
+        return set(self._tenants_by_listed_namespace.get(namespace, ()))
+
     def tenant_for_namespace(self, namespace: str) -> TenantLookup:
         names = self.tenants_claiming(namespace)
         if len(names) != 1:
