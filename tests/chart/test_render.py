@@ -137,6 +137,9 @@ def test_custom_exempt_namespaces_reach_the_webhooks_the_policy_and_the_operator
     wanted = ["computegate-system", "kube-system", "monitoring", "nvidia-gpu-operator"]
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         for hook in one(documents, kind)["webhooks"]:
+            if hook["name"] == "namespace-creations.validate.computegate.io":
+                assert hook["namespaceSelector"] == {}  # a non-admin may not take an exempt name
+                continue
             (expression,) = hook["namespaceSelector"]["matchExpressions"]
             assert expression == {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": wanted}
     policy = one(documents, "CompliancePolicy", "default")
@@ -266,3 +269,11 @@ def test_people_roles_are_not_aggregated_into_the_builtin_roles_by_default(offli
     assert aggregated(render(offline_tools, "--set", "rbac.aggregateViewerToView=true")) == {
         "rbac.authorization.k8s.io/aggregate-to-view"
     }
+
+
+@pytest.mark.parametrize("policy", ["Fail", "Ignore"])
+def test_the_outage_policy_of_namespace_creations_is_a_value(offline_tools: Tools, policy: str) -> None:
+    documents = render(offline_tools, "--set", f"webhook.namespaceCreationFailurePolicy={policy}")
+    hooks = {hook["name"]: hook for hook in one(documents, "ValidatingWebhookConfiguration")["webhooks"]}
+    assert hooks["namespace-creations.validate.computegate.io"]["failurePolicy"] == policy
+    assert hooks["workloads.validate.computegate.io"]["failurePolicy"] == "Fail"
