@@ -305,7 +305,13 @@ class Reviewer:
                 if key in PROTECTED_ANNOTATIONS
             }
         pin = None
-        if request.operation == "CREATE" and request.plural == "pods" and verdict.allowed and verdict.uses:
+        if (
+            request.operation == "CREATE"
+            and request.plural == "pods"
+            and verdict.allowed
+            and verdict.uses
+            and verdict.code is not Code.EXEMPT  # cluster components are not ComputeGate's to place
+        ):
             pod = parse_workload(request.plural, request.body)
             assert isinstance(pod, Pod)
             pin = placement_pin(self.state, pod)
