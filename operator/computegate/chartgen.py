@@ -59,6 +59,7 @@ _LABELS = "CHARTGEN_LABELS"
 _WEBHOOK_ANNOTATIONS = "CHARTGEN_WEBHOOK_ANNOTATIONS"
 _CRD_ANNOTATIONS = "CHARTGEN_CRD_ANNOTATIONS"
 _TIMEOUT = "CHARTGEN_TIMEOUT_SECONDS"
+_NAMESPACE_CREATION_FAILURE_POLICY = "CHARTGEN_NSCREATION_FAILURE_POLICY"
 
 # A whole line ``<indent>- PLACEHOLDER`` or ``<indent>PLACEHOLDER: PLACEHOLDER`` becomes a Helm
 # include rendered at that indentation; a placeholder inside a line becomes an expression.
@@ -73,6 +74,9 @@ _INLINE = {
     _NAMESPACE: "{{ .Release.Namespace }}",
     # values.yaml's webhook.timeoutSeconds; its default is configuration.TIMEOUT_SECONDS (tested).
     _TIMEOUT: "{{ .Values.webhook.timeoutSeconds }}",
+    _NAMESPACE_CREATION_FAILURE_POLICY: (
+        '{{ .Values.webhook.namespaceCreationFailurePolicy | default "Fail" }}'
+    ),
 }
 
 _HEADER = (
@@ -153,7 +157,10 @@ def _webhooks_template() -> str:
         "labels": {_LABELS: _LABELS},
     }
     documents = []
-    for configuration in (validating_configuration(**common), mutating_configuration(**common)):
+    validating = validating_configuration(
+        **common, namespace_creation_failure_policy=_NAMESPACE_CREATION_FAILURE_POLICY
+    )
+    for configuration in (validating, mutating_configuration(**common)):
         metadata = configuration["metadata"]
         configuration["metadata"] = {
             "name": metadata["name"],

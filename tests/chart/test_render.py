@@ -157,6 +157,9 @@ def test_custom_exempt_namespaces_reach_the_webhooks_the_policy_and_the_operator
     wanted = ["computegate-system", "kube-system", "monitoring", "nvidia-gpu-operator"]
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         for hook in one(documents, kind)["webhooks"]:
+            if hook["name"] == "namespace-creations.validate.computegate.io":
+                assert hook["namespaceSelector"] == {}  # a non-admin may not take an exempt name
+                continue
             (expression,) = hook["namespaceSelector"]["matchExpressions"]
             assert expression == {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": wanted}
     policy = one(documents, "CompliancePolicy", "default")
@@ -442,3 +445,11 @@ def test_helm_template_output_pipes_into_the_offline_evaluator(offline_tools: To
     assert skipped and all(line.startswith("computegate evaluate: skipped <stdin>: ") for line in skipped)
     assert any("(ValidatingWebhookConfiguration computegate-validating)" in line for line in skipped)
     assert any("(CustomResourceDefinition tenants.computegate.io)" in line for line in skipped)
+
+
+@pytest.mark.parametrize("policy", ["Fail", "Ignore"])
+def test_the_outage_policy_of_namespace_creations_is_a_value(offline_tools: Tools, policy: str) -> None:
+    documents = render(offline_tools, "--set", f"webhook.namespaceCreationFailurePolicy={policy}")
+    hooks = {hook["name"]: hook for hook in one(documents, "ValidatingWebhookConfiguration")["webhooks"]}
+    assert hooks["namespace-creations.validate.computegate.io"]["failurePolicy"] == policy
+    assert hooks["workloads.validate.computegate.io"]["failurePolicy"] == "Fail"

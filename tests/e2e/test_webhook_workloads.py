@@ -323,7 +323,7 @@ spec:
 """
     refused = cluster.eventually(claim, "NoLicense")
     assert "ResourceClaim" in refused.stderr and "31,664 controlled TPP" in refused.stderr
-    cluster.apply(f"""
+    template = f"""
 apiVersion: resource.k8s.io/v1
 kind: ResourceClaimTemplate
 metadata: {{name: gpu, namespace: {name}}}
@@ -331,7 +331,9 @@ spec:
   spec:
     devices:
       requests: [{{name: gpu, exactly: {{deviceClassName: gpu.nvidia.com}}}}]
-""")
+"""
+    # A template is judged too, as a pod that uses it would be (issue 12).
+    assert cluster.create(template).code == "NoLicense"
     dra_pod = f"""
 apiVersion: v1
 kind: Pod
@@ -342,5 +344,6 @@ spec:
 """
     assert cluster.eventually(dra_pod, "NoLicense").code == "NoLicense"
     cluster.apply(license(f"{name}-lic", name, max_tpp=2 * H100_TPP))
+    wait_until(lambda: cluster.create(template).ok, what="the template admitted under the new license")
     assert cluster.eventually(dra_pod, "Licensed").ok
     assert cluster.create(claim).ok  # claims are judged, not stamped: the pods that use them are

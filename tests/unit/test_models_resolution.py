@@ -499,20 +499,31 @@ def test_license_scope_is_checked_against_the_worst_case_model(mixed: StateFacto
     assert "h100" in verdict.message
 
 
-def test_the_candidate_cache_stays_bounded_and_answers_stay_right(
-    mixed: StateFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from computegate.engine import footprint
+def test_the_candidate_cache_stays_bounded_in_bytes_and_answers_stay_right(mixed: StateFactory) -> None:
+    from computegate.engine.state import BoundedCache
 
-    monkeypatch.setattr(footprint, "SELECTION_CACHE_LIMIT", 3)
     state = mixed()
-    for index in range(10):
+    state.selection_cache = BoundedCache(max_bytes=16 * 1024)
+    for index in range(200):
         assert (
             model_of(state, pod(node_selector={"pool": "train", "n": str(index)}, nodeName="a100-1"))
             == "a100"
         )
-        assert len(state.selection_cache) <= 3
+        assert state.selection_cache.bytes <= 16 * 1024
     assert model_of(state, pod(node_selector={"pool": "infer"})) == "l40"
+
+
+def test_a_selector_too_large_for_the_cache_is_answered_but_never_kept(mixed: StateFactory) -> None:
+    from computegate.engine.state import BoundedCache
+
+    state = mixed()
+    state.selection_cache = BoundedCache(max_bytes=64 * 1024)
+    values = [f"value-{index:05d}" for index in range(2_000)]
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["infer", *values]}]}
+    ]}}}  # fmt: skip
+    assert model_of(state, pod(affinity=affinity)) == "l40"
+    assert len(state.selection_cache) == 0
 
 
 def test_a_claim_for_all_devices_of_a_class_counts_the_largest_node(make_state: StateFactory) -> None:

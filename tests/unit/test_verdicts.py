@@ -48,6 +48,7 @@ def test_the_reason_codes_are_the_stable_api() -> None:
         "LicenseRevoked",
         "LicenseScope",
         "LicenseCapExceeded",
+        "DeviceAccessWithoutRequest",
     }
     assert {code.value for code in Code if code.admits} == {
         "NoAccelerator",

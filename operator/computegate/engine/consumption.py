@@ -8,6 +8,8 @@ nodes, the policy, tenants, namespaces' tenants).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from computegate.engine.bandwidth import coverages, may_be_covered
 from computegate.engine.footprint import pod_uses
 from computegate.engine.state import (
@@ -27,7 +29,12 @@ __all__ = ["committed", "live", "usage_by_coverage"]
 
 
 def usage_by_coverage(
-    state: ClusterState, spec: PodSpec, namespace: str, *, tenant: Tenant | None = None
+    state: ClusterState,
+    spec: PodSpec,
+    namespace: str,
+    *,
+    tenant: Tenant | None = None,
+    annotations: Mapping[str, str] = {},
 ) -> UsageBreakdown:
     """A pod's use as license consumption needs it, before any license's tenant is known.
 
@@ -36,7 +43,7 @@ def usage_by_coverage(
     license's tenant, so ``live`` decides when it sums.
     """
     breakdown: UsageBreakdown = {}
-    for use in pod_uses(state, spec, namespace, tenant=tenant):
+    for use in pod_uses(state, spec, namespace, tenant=tenant, annotations=annotations):
         if use.controlled:
             key = BAND_CONTROLLED
         elif may_be_covered(state.profiles.by_name[use.profile].spec):
@@ -65,9 +72,10 @@ def _count(state: ClusterState) -> None:
             continue
         # The model of an unbound pod is chosen for its namespace's tenant, as in the decision.
         tenant = state.tenant_for_namespace(key[0]).tenant
-        index.add(
-            key, LicensedPod(license_name, key[0], usage_by_coverage(state, pod.spec, key[0], tenant=tenant))
+        usage = usage_by_coverage(
+            state, pod.spec, key[0], tenant=tenant, annotations=pod.metadata.annotations
         )
+        index.add(key, LicensedPod(license_name, key[0], usage))
 
 
 def live(state: ClusterState, license_name: str) -> Usage:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from computegate.engine import consumption
 from computegate.engine.bandwidth import Coverage, coverages
-from computegate.engine.footprint import pod_uses, workload_pods
+from computegate.engine.footprint import device_access, pod_annotations, pod_uses, workload_pods
 from computegate.engine.messages import Messages
 from computegate.engine.policy import RuleMatch, stricter
 from computegate.engine.state import ClusterState, Usage
@@ -15,6 +15,7 @@ from computegate.engine.verdict import AcceleratorUse, Code, Verdict
 from computegate.models.kube import Pod, Workload
 from computegate.models.resources import (
     Action,
+    DeviceAccessAction,
     Enforcement,
     ExportLicense,
     KycStatus,
@@ -44,9 +45,15 @@ class Footprint:
     controlled_usage: Usage
     resolved: bool
     coverage: tuple[Coverage, ...]  # the bandwidth controls that cover its models for the tenant
+    device_access: tuple[str, ...] = ()  # how its containers reach devices without a request
 
     @classmethod
-    def of(cls, uses: tuple[AcceleratorUse, ...], coverage: tuple[Coverage, ...] = ()) -> Footprint:
+    def of(
+        cls,
+        uses: tuple[AcceleratorUse, ...],
+        coverage: tuple[Coverage, ...] = (),
+        device_access: tuple[str, ...] = (),
+    ) -> Footprint:
         controlled = tuple(use for use in uses if use.controlled)
         return cls(
             uses=uses,
@@ -55,6 +62,7 @@ class Footprint:
             controlled_usage=Usage(sum(u.tpp for u in controlled), sum(u.count for u in controlled)),
             resolved=all(use.resolved for use in uses),
             coverage=coverage,
+            device_access=device_access,
         )
 
 
@@ -63,17 +71,21 @@ def footprint(state: ClusterState, workload: Workload) -> Footprint:
     covers for the namespace's tenant are marked controlled (DESIGN.md step 5)."""
     namespace = workload.metadata.namespace or ""
     tenant = state.tenant_for_namespace(namespace).tenant
+    annotations = pod_annotations(workload)
     uses: list[AcceleratorUse] = []
+    access: list[str] = []
     for spec, count in workload_pods(state, workload):
         if count > 0:
-            uses.extend(pod_uses(state, spec, namespace, count, tenant=tenant))
+            uses.extend(pod_uses(state, spec, namespace, count, tenant=tenant, annotations=annotations))
+            if state.policy.device_access is not DeviceAccessAction.ALLOW:
+                access.extend(reason for reason in device_access(spec, annotations) if reason not in access)
     if tenant is None or not state.policy.bandwidth_controls:
-        return Footprint.of(tuple(uses))
-    return with_bandwidth_controls(state, tuple(uses), tenant)
+        return Footprint.of(tuple(uses), device_access=tuple(access))
+    return with_bandwidth_controls(state, tuple(uses), tenant, tuple(access))
 
 
 def with_bandwidth_controls(
-    state: ClusterState, uses: tuple[AcceleratorUse, ...], tenant: Tenant
+    state: ClusterState, uses: tuple[AcceleratorUse, ...], tenant: Tenant, device_access: tuple[str, ...] = ()
 ) -> Footprint:
     """The uses with those a bandwidth control covers for the tenant marked controlled."""
     found: dict[str, tuple[Coverage, ...]] = {}
@@ -87,7 +99,7 @@ def with_bandwidth_controls(
         else use
         for use in uses
     )
-    return Footprint.of(marked, tuple(c for covering in found.values() for c in covering))
+    return Footprint.of(marked, tuple(c for covering in found.values() for c in covering), device_access)
 
 
 def decide(
@@ -177,10 +189,14 @@ def _first_match(
         }
         return Verdict.model_validate({**fields, **numbers, **who})
 
-    if not fp.uses:
+    if not fp.uses and not fp.device_access:
         return verdict(Code.NO_ACCELERATOR, say.no_accelerator())
     if namespace in policy.exempt_namespaces:
         return verdict(Code.EXEMPT, say.exempt(namespace))
+    if fp.device_access and policy.device_access is DeviceAccessAction.DENY:
+        return verdict(Code.DEVICE_ACCESS_WITHOUT_REQUEST, say.device_access(fp.device_access))
+    if not fp.uses:
+        return verdict(Code.NO_ACCELERATOR, say.no_accelerator())
     lookup = state.tenant_for_namespace(namespace)
     if lookup.tenant is None:
         allow = policy.unknown_tenant is UnknownTenantAction.ALLOW

@@ -72,6 +72,14 @@ class Messages:
     def no_accelerator(self) -> str:
         return f"{self.subject} asks for no accelerator."
 
+    def device_access(self, reasons: tuple[str, ...]) -> str:
+        return (
+            f"{self.subject} can reach accelerators without asking for them ({'; '.join(reasons)}), and "
+            "the cluster's policy refuses device access without a request "
+            "(CompliancePolicy spec.deviceAccessWithoutRequest: Deny). Ask for accelerators through "
+            "resources (e.g. nvidia.com/gpu) or resource claims instead."
+        )
+
     def exempt(self, namespace: str) -> str:
         return f"{self._asks()}; namespace {namespace} is exempt by the CompliancePolicy."
 

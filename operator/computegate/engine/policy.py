@@ -8,6 +8,7 @@ from computegate.models.resources import (
     Action,
     BandwidthControl,
     CompliancePolicySpec,
+    DeviceAccessAction,
     Enforcement,
     PolicyRule,
     UnknownAcceleratorAction,
@@ -82,6 +83,10 @@ class EffectivePolicy:
     @property
     def unknown_accelerator(self) -> UnknownAcceleratorAction:
         return self.spec.unknown_accelerator
+
+    @property
+    def device_access(self) -> DeviceAccessAction:
+        return self.spec.device_access_without_request
 
     def control_names(self, control: BandwidthControl, country: str) -> bool:
         """Whether a bandwidth control's scope names a country, through its own list or a group.

@@ -99,7 +99,9 @@ def _controlled_uses(state: ClusterState, tenant: Tenant, licenses: frozenset[st
     for (namespace, _), pod in sorted(state.pods.items()):
         if not _counts(pod, namespace, namespaces, licenses):
             continue
-        uses = tuple(pod_uses(state, pod.spec, namespace, tenant=tenant))
+        uses = tuple(
+            pod_uses(state, pod.spec, namespace, tenant=tenant, annotations=pod.metadata.annotations)
+        )
         controlled = with_bandwidth_controls(state, uses, tenant).controlled
         for profile in {use.profile for use in controlled}:
             mine = [use for use in controlled if use.profile == profile]

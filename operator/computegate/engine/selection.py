@@ -76,3 +76,21 @@ def named_label_values(spec: PodSpec, keys: frozenset[str]) -> list[tuple[str, s
                 if requirement.operator == "In" and requirement.key in keys:
                     named.extend((requirement.key, value) for value in requirement.values)
     return named
+
+
+# The most a pod's placement constraints may hold (nodeSelector entries, required affinity
+# requirements and their values, summed): far above any real pod's, far below what would make a
+# decision, or a cache entry, costly. Objects beyond it are refused, never judged or cached.
+MAX_SELECTOR_SIZE = 2_000
+
+
+def selector_size(spec: PodSpec) -> int:
+    """How large a pod's placement constraints are, in entries and values."""
+    size = len(spec.node_selector)
+    required = spec.required_node_selector
+    if required is not None:
+        for term in required.node_selector_terms:
+            size += 1
+            for requirement in (*term.match_expressions, *term.match_fields):
+                size += 1 + len(requirement.values)
+    return size

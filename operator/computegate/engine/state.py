@@ -226,6 +226,60 @@ class ConsumptionIndex:
         _add_breakdown(by_namespace.setdefault(entry.namespace, {}), entry.usage)
 
 
+def approximate_bytes(key: object) -> int:
+    """What a cache key of strings, numbers and tuples holds in memory, roughly (CPython sizes)."""
+    total, stack = 0, [key]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            total += 56 + 8 * len(item)
+            stack.extend(item)
+        elif isinstance(item, str):
+            total += 49 + len(item)
+        else:
+            total += 32
+    return total
+
+
+@dataclass
+class BoundedCache:
+    """A memo keyed by user input, bounded in bytes: the keys' approximate size, plus a fixed
+    cost per entry for its value. Full, it starts over; an entry larger than a sixteenth of the
+    budget is never kept (the complexity limits refuse such objects before they get here)."""
+
+    max_bytes: int
+    entry_overhead: int = 256  # the dict slot and a small value
+    _entries: dict[object, object] = field(default_factory=dict)
+    _bytes: int = 0
+
+    def get(self, key: object) -> object | None:
+        return self._entries.get(key)
+
+    def put(self, key: object, value: object) -> None:
+        cost = approximate_bytes(key) + self.entry_overhead
+        if cost > self.max_bytes // 16:
+            return
+        if self._bytes + cost > self.max_bytes:
+            self.clear()
+        if key not in self._entries:
+            self._bytes += cost
+        self._entries[key] = value
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+SELECTION_CACHE_BYTES = 32 * 1024 * 1024
+
+
 @dataclass
 class ClusterState:
     catalog: Catalog
@@ -246,7 +300,7 @@ class ClusterState:
     _profiles: ProfileIndex | None = None
     _policy: EffectivePolicy | None = None
     consumption_index: ConsumptionIndex = field(default_factory=ConsumptionIndex)
-    selection_cache: dict[object, object] = field(default_factory=dict)
+    selection_cache: BoundedCache = field(default_factory=lambda: BoundedCache(SELECTION_CACHE_BYTES))
 
     # ----- derived views -----
 
@@ -275,6 +329,10 @@ class ClusterState:
         if ns is not None and TENANT_LABEL in ns.metadata.labels:
             names.add(ns.metadata.labels[TENANT_LABEL])
         return names
+
+    def tenants_listing(self, namespace: str) -> set[str]:
+        """Names of the tenants whose spec.namespaces lists the namespace (existing or not)."""
+        return set(self._tenants_by_listed_namespace.get(namespace, ()))
 
     def tenant_for_namespace(self, namespace: str) -> TenantLookup:
         names = self.tenants_claiming(namespace)
@@ -342,9 +400,17 @@ class ClusterState:
                 self.pods[key] = obj
                 self.consumption_index.recount(key)
             case ResourceClaim():
-                self.claims[(obj.metadata.namespace or "", obj.metadata.name)] = obj
+                key = (obj.metadata.namespace or "", obj.metadata.name)
+                before_claim = self.claims.get(key)
+                self.claims[key] = obj
+                if before_claim is None or before_claim.spec != obj.spec:
+                    self._claim_changed(key, template=False)
             case ResourceClaimTemplate():
-                self.claim_templates[(obj.metadata.namespace or "", obj.metadata.name)] = obj
+                key = (obj.metadata.namespace or "", obj.metadata.name)
+                before_template = self.claim_templates.get(key)
+                self.claim_templates[key] = obj
+                if before_template is None or before_template.spec != obj.spec:
+                    self._claim_changed(key, template=True)
             case DeviceClass():
                 self.device_classes[obj.metadata.name] = obj
 
@@ -373,9 +439,11 @@ class ClusterState:
                 self.consumption_index.forget(key)
                 self.pods.pop(key, None)
             case "ResourceClaim":
-                self.claims.pop(key, None)
+                if self.claims.pop(key, None) is not None:
+                    self._claim_changed(key, template=False)
             case "ResourceClaimTemplate":
-                self.claim_templates.pop(key, None)
+                if self.claim_templates.pop(key, None) is not None:
+                    self._claim_changed(key, template=True)
             case "DeviceClass":
                 self.device_classes.pop(name, None)
 
@@ -390,6 +458,16 @@ class ClusterState:
         old = self.licenses.pop(name, None)
         if old is not None:
             self._licenses_by_tenant[old.spec.tenant].discard(name)
+
+    def _claim_changed(self, key: tuple[str, str], *, template: bool) -> None:
+        """A claim (or template) appeared, changed or went: the pods that name it are counted again."""
+        namespace, name = key
+        for pod_key, pod in self.pods.items():
+            if pod_key[0] == namespace and any(
+                (ref.resource_claim_template_name if template else ref.resource_claim_name) == name
+                for ref in pod.spec.resource_claims
+            ):
+                self.consumption_index.recount(pod_key)
 
     def _hardware_changed(self) -> None:
         self._profiles = None

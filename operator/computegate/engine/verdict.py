@@ -30,6 +30,7 @@ class Code(StrEnum):
     LICENSE_REVOKED = "LicenseRevoked"
     LICENSE_SCOPE = "LicenseScope"
     LICENSE_CAP_EXCEEDED = "LicenseCapExceeded"
+    DEVICE_ACCESS_WITHOUT_REQUEST = "DeviceAccessWithoutRequest"
 
     @property
     def admits(self) -> bool:

@@ -25,10 +25,30 @@ class ResourceRequirements(WireModel):
     limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
+class EnvVar(WireModel):
+    name: str = ""
+    value: str | None = None
+
+
+class SecurityContext(WireModel):
+    privileged: bool | None = None
+
+
 class Container(WireModel):
     name: str = ""
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     restart_policy: str | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    security_context: SecurityContext | None = None
+
+
+class HostPathVolumeSource(WireModel):
+    path: str = ""
+
+
+class Volume(WireModel):
+    name: str = ""
+    host_path: HostPathVolumeSource | None = None
 
 
 class NodeSelectorRequirement(WireModel):
@@ -63,6 +83,9 @@ class PodResourceClaim(WireModel):
 class PodSpec(WireModel):
     containers: list[Container] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list)
+    ephemeral_containers: list[Container] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list)
+    runtime_class_name: str | None = None
     node_name: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     affinity: Affinity | None = None
@@ -149,11 +172,22 @@ class ExactDeviceRequest(WireModel):
     count: int = Field(default=1, ge=0)
 
 
+class DeviceSubRequest(WireModel):
+    """One alternative of a ``firstAvailable`` request."""
+
+    name: str = ""
+    device_class_name: str
+    allocation_mode: Literal["ExactCount", "All"] = "ExactCount"
+    count: int = Field(default=1, ge=0)
+
+
 class DeviceRequest(WireModel):
-    """resource.k8s.io: v1 nests the request under ``exactly``; v1beta1 has it inline."""
+    """resource.k8s.io: v1 nests the request under ``exactly`` (or lists alternatives under
+    ``firstAvailable``); v1beta1 has it inline."""
 
     name: str = ""
     exactly: ExactDeviceRequest | None = None
+    first_available: list[DeviceSubRequest] = Field(default_factory=list)
     device_class_name: str | None = None
     allocation_mode: Literal["ExactCount", "All"] = "ExactCount"
     count: int = Field(default=1, ge=0)

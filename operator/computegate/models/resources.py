@@ -47,6 +47,14 @@ class UnknownAcceleratorAction(StrEnum):
     DENY = "Deny"
 
 
+class DeviceAccessAction(StrEnum):
+    """DESIGN.md step 2: a container that can reach accelerators without asking for them."""
+
+    JUDGE = "Judge"  # it asks for every accelerator of its node (worst case over the candidates)
+    DENY = "Deny"  # refused with DeviceAccessWithoutRequest
+    ALLOW = "Allow"  # not ComputeGate's business (the node's settings are trusted)
+
+
 def _all_bands() -> list[Band]:
     return list(BANDS)
 
@@ -188,6 +196,12 @@ class CompliancePolicySpec(ApiModel):
     )
     exempt_namespaces: list[str] = Field(
         default_factory=lambda: ["kube-system"], description="Namespaces never judged (cluster components)"
+    )
+    device_access_without_request: DeviceAccessAction = Field(
+        default=DeviceAccessAction.JUDGE,
+        description="Containers that can reach accelerators without a request (device environment "
+        "variables, a GPU RuntimeClass, privileged, hostPath of /dev, CDI annotations): Judge counts "
+        "every accelerator of the node, Deny refuses them, Allow ignores them",
     )
     bandwidth_controls: list[BandwidthControl] | None = Field(
         default=None,

@@ -194,3 +194,35 @@ def annotations_patch(
         else:
             operations.append({"op": "replace" if key in current else "add", "path": path, "value": value})
     return operations
+
+
+_REQUIRED = ("spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
+
+
+def affinity_patch(pod: Mapping[str, Any], key: str, values: Sequence[str]) -> list[dict[str, Any]]:
+    """JSON patch operations that AND ``key In values`` into every required node selector term of
+    the pod (adding the affinity where there is none), reading ``pod`` and copying nothing of it.
+    A term that already holds that requirement is left alone (reinvocation adds nothing)."""
+    requirement = {"key": key, "operator": "In", "values": list(values)}
+    node: Any = pod
+    for depth, field in enumerate(_REQUIRED):
+        child = node.get(field) if isinstance(node, Mapping) else None
+        if not isinstance(child, Mapping):
+            value: dict[str, Any] = {"nodeSelectorTerms": [{"matchExpressions": [requirement]}]}
+            for outer in reversed(_REQUIRED[depth + 1 :]):
+                value = {outer: value}
+            return [{"op": "add", "path": _pointer(_REQUIRED[: depth + 1]), "value": value}]
+        node = child
+    terms = node.get("nodeSelectorTerms")
+    if not isinstance(terms, list) or not terms:
+        path = _pointer([*_REQUIRED, "nodeSelectorTerms"])
+        return [{"op": "add", "path": path, "value": [{"matchExpressions": [requirement]}]}]
+    operations: list[dict[str, Any]] = []
+    for index, term in enumerate(terms):
+        expressions = term.get("matchExpressions") if isinstance(term, Mapping) else None
+        at = [*_REQUIRED, "nodeSelectorTerms", str(index), "matchExpressions"]
+        if not isinstance(expressions, list):
+            operations.append({"op": "add", "path": _pointer(at), "value": [requirement]})
+        elif requirement not in expressions:
+            operations.append({"op": "add", "path": _pointer([*at, "-"]), "value": requirement})
+    return operations

@@ -58,7 +58,10 @@ def build_runtime(options: Options, *, ca_changed: asyncio.Event) -> Runtime:
     return Runtime(
         state=state,
         reviewer=Reviewer(
-            state, admin_users=frozenset(options.admin_users), admin_groups=frozenset(options.admin_groups)
+            state,
+            admin_users=frozenset(options.admin_users),
+            admin_groups=frozenset(options.admin_groups),
+            exempt_namespaces=frozenset(options.exempt_namespaces),
         ),
         metrics=metrics,
         decisions=configure_decision_log(),
@@ -87,10 +90,14 @@ def configurations(options: Options) -> list[dict[str, Any]]:
     common: dict[str, Any] = {
         "client_config": client_config(options),
         "exempt_namespaces": options.exempt_namespaces,
-        "extra_resource_names": options.extra_resource_names,
         "labels": {"app.kubernetes.io/part-of": "computegate"},
     }
-    return [configuration.validating_configuration(**common), configuration.mutating_configuration(**common)]
+    return [
+        configuration.validating_configuration(
+            **common, namespace_creation_failure_policy=options.namespace_creation_failure_policy
+        ),
+        configuration.mutating_configuration(**common),
+    ]
 
 
 async def keep_registered(runtime: Runtime, options: Options, ca_changed: asyncio.Event) -> None:

@@ -19,7 +19,7 @@ class Options:
     health_port: int = 8080
     register: bool = False
     exempt_namespaces: tuple[str, ...] = ("kube-system",)
-    extra_resource_names: tuple[str, ...] = ()
+    namespace_creation_failure_policy: str = "Fail"  # what a webhook outage does to them
     admin_users: tuple[str, ...] = ()
     admin_groups: tuple[str, ...] = field(default_factory=lambda: ("system:masters",))
     tls_self_managed: bool = False
@@ -68,12 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="never sent to the webhook (repeatable; default kube-system)",
     )
     parser.add_argument(
-        "--extra-resource-name",
-        action="append",
-        dest="extra_resource_names",
-        default=[],
-        metavar="NAME",
-        help="another accelerator resource name the matchConditions send",
+        "--namespace-creation-failure-policy",
+        choices=("Fail", "Ignore"),
+        default=d.namespace_creation_failure_policy,
+        help="while the webhook is unreachable, Fail refuses namespace creations by non-admins (none "
+        "can squat a Tenant's or an exempt namespace), Ignore lets them through (default Fail)",
     )
     parser.add_argument(
         "--admin-user",
@@ -157,7 +156,7 @@ def options_from(args: argparse.Namespace) -> Options:
         health_port=args.health_port,
         register=args.register,
         exempt_namespaces=tuple(args.exempt_namespaces or ("kube-system",)),
-        extra_resource_names=tuple(args.extra_resource_names),
+        namespace_creation_failure_policy=args.namespace_creation_failure_policy,
         admin_users=tuple(args.admin_users),
         admin_groups=("system:masters", *args.admin_groups),
         tls_self_managed=args.tls_self_managed,

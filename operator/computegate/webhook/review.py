@@ -17,8 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from computegate.engine import ClusterState, Code, Verdict, decide, decide_update
-from computegate.models.kube import Controller, Pod, ResourceClaim, Workload
-from computegate.models.resources import Enforcement
+from computegate.engine.footprint import device_access, placement_pin
+from computegate.engine.selection import MAX_SELECTOR_SIZE, selector_size
+from computegate.models.kube import Controller, Pod, ResourceClaim, ResourceClaimTemplate, Workload
+from computegate.models.resources import DeviceAccessAction, Enforcement
 from computegate.statefiles import describe_validation_error
 from computegate.vocabulary import (
     CODE_ANNOTATION,
@@ -43,6 +45,8 @@ TENANT_LABEL_PROTECTED = "TenantLabelProtected"
 NOT_JUDGED = "NotJudged"  # e.g. an UPDATE that cannot change what a claim delivers
 LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the license ledger could not be settled: retry
 NOT_READY = "NotReady"  # this replica has not listed the cluster's state yet: retry
+TOO_COMPLEX = "TooComplex"  # beyond the documented complexity limits: refused, never judged or cached
+NAMESPACE_RESERVED = "NamespaceReserved"  # a non-admin may not create a Tenant's or an exempt namespace
 
 _MAX_INT = 2**63  # nothing in a Kubernetes object is larger; bigger numbers are hostile
 _MAX_QUANTITY_TEXT = 40
@@ -96,6 +100,7 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     annotations: Annotations = field(default_factory=dict)
     template_annotations: Annotations = field(default_factory=dict)
+    pin: tuple[str, tuple[str, ...]] | None = None  # the node affinity the mutating webhook adds
 
     @property
     def kind(self) -> str:
@@ -119,6 +124,14 @@ class Outcome:
 
 class InvalidObject(ValueError):
     """The object cannot be read: denied with HTTP 400 and the field that is wrong."""
+
+    code = INVALID_OBJECT
+
+
+class TooComplex(InvalidObject):
+    """The object is beyond the complexity limits: denied with HTTP 400 before it is judged."""
+
+    code = TOO_COMPLEX
 
 
 def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -170,9 +183,24 @@ def parse_workload(plural: str, body: Mapping[str, Any]) -> Workload:
     check_sizes(body)
     data = {**body, "kind": kind}
     try:
-        return Pod.model_validate(data) if kind == "Pod" else Controller.model_validate(data)
+        parsed: Workload = Pod.model_validate(data) if kind == "Pod" else Controller.model_validate(data)
     except ValidationError as error:
         raise InvalidObject(describe_validation_error(error)) from None
+    spec = parsed.spec if isinstance(parsed, Pod) else _template_spec(parsed)
+    if spec is not None and (size := selector_size(spec)) > MAX_SELECTOR_SIZE:
+        raise TooComplex(
+            f"its nodeSelector and required node affinity hold {size} entries and values; ComputeGate "
+            f"judges at most {MAX_SELECTOR_SIZE}. Simplify the placement constraints (e.g. label the nodes "
+            "and select the label)"
+        )
+    return parsed
+
+
+def _template_spec(controller: Controller) -> Any:
+    spec = controller.spec
+    if spec.job_template is not None:
+        return spec.job_template.spec.template.spec
+    return spec.template.spec if spec.template is not None else None
 
 
 def _fmt(value: float) -> str:
@@ -226,6 +254,7 @@ class Reviewer:
     admin_groups: frozenset[str] = frozenset({"system:masters"})
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    exempt_namespaces: frozenset[str] = frozenset()  # the registration's, beside the policy's
 
     # ----- workloads -----
 
@@ -239,8 +268,9 @@ class Reviewer:
         return decide(self.state, new, at=self.clock(), prefer_license=stamped)
 
     def _invalid(self, request: Request, error: InvalidObject, decision_id: str) -> Outcome:
-        message = f"[{INVALID_OBJECT}] ComputeGate cannot read this object: {error}"
-        return Outcome(request, False, INVALID_OBJECT, message, decision_id, http_code=400)
+        what = "judge" if isinstance(error, TooComplex) else "read"
+        message = f"[{error.code}] ComputeGate cannot {what} this object: {error}"
+        return Outcome(request, False, error.code, message, decision_id, http_code=400)
 
     def expected_stamps(self, request: Request, verdict: Verdict, decision_id: str) -> dict[str, str]:
         """What the protected annotations must be once the mutating webhook has run."""
@@ -274,6 +304,17 @@ class Reviewer:
                 for key in _template_annotations(request.plural, request.body)
                 if key in PROTECTED_ANNOTATIONS
             }
+        pin = None
+        if (
+            request.operation == "CREATE"
+            and request.plural == "pods"
+            and verdict.allowed
+            and verdict.uses
+            and verdict.code is not Code.EXEMPT  # cluster components are not ComputeGate's to place
+        ):
+            pod = parse_workload(request.plural, request.body)
+            assert isinstance(pod, Pod)
+            pin = placement_pin(self.state, pod)
         return Outcome(
             request,
             True,
@@ -283,6 +324,7 @@ class Reviewer:
             verdict=verdict,
             annotations=_patch_to(current, wanted),
             template_annotations=template,
+            pin=pin,
         )
 
     def validate_workload(self, request: Request) -> Outcome:
@@ -432,38 +474,42 @@ class Reviewer:
             warnings=verdict.warnings,
         )
 
-    # ----- resource claims -----
+    # ----- resource claims and claim templates -----
 
     def validate_claim(self, request: Request) -> Outcome:
-        """A ResourceClaim judged as a pod that uses it would be, so a tenant learns early."""
+        """A ResourceClaim or ResourceClaimTemplate judged as a pod that uses it would be, whenever
+        it is created or its request changes, whoever owns it: a claim created after its pod (or a
+        template after the pod that names it) asks for devices the pod's decision did not see."""
         decision_id = self.new_id()
-        owners = _metadata(request.body).get("ownerReferences")
-        if request.operation != "CREATE" or (
-            isinstance(owners, list)
-            and any(isinstance(o, Mapping) and o.get("kind") == "Pod" for o in owners)
-        ):
-            # Claims are immutable after CREATE, and one made for a pod from its template was
-            # judged with that pod (refusing it now would strand an admitted pod).
-            return Outcome(
-                request, True, NOT_JUDGED, f"[{NOT_JUDGED}] judged with the pods that use it", decision_id
-            )
+        template = request.plural == "resourceclaimtemplates"
+        kind = "ResourceClaimTemplate" if template else "ResourceClaim"
         try:
             check_sizes(request.body)
-            claim = ResourceClaim.model_validate({**request.body, "kind": "ResourceClaim"})
+            model = ResourceClaimTemplate if template else ResourceClaim
+            claim = model.model_validate({**request.body, "kind": kind})
+            old = model.model_validate({**request.old, "kind": kind}) if request.old is not None else None
         except InvalidObject as error:
             return self._invalid(request, error, decision_id)
         except ValidationError as error:
             return self._invalid(request, InvalidObject(describe_validation_error(error)), decision_id)
         namespace = claim.metadata.namespace or ""
         name = claim.metadata.name or "claim"
+        if request.operation == "UPDATE" and old is not None and old.spec == claim.spec:
+            message = f"[{NOT_JUDGED}] the update does not change what the {kind} asks for"
+            return Outcome(request, True, NOT_JUDGED, message, decision_id)
+        if isinstance(claim, ResourceClaim) and self._made_from_judged_template(request.body, claim):
+            message = f"[{NOT_JUDGED}] made from the template its pod was judged with"
+            return Outcome(request, True, NOT_JUDGED, message, decision_id)
+        reference = {"resourceClaimTemplateName" if template else "resourceClaimName": name}
         pod = Pod.model_validate(
             {
                 "metadata": {"name": name, "namespace": namespace},
-                "spec": {"resourceClaims": [{"name": "claim", "resourceClaimName": name}]},
+                "spec": {"resourceClaims": [{"name": "claim", **reference}]},
             }
         )
         key = (namespace, name)
-        previous = self.state.claims.get(key)
+        store = self.state.claim_templates if template else self.state.claims
+        previous = store.get(key)
         self.state.upsert(claim)
         try:
             verdict = decide(self.state, pod, at=self.clock())
@@ -471,8 +517,8 @@ class Reviewer:
             if previous is not None:
                 self.state.upsert(previous)
             else:
-                self.state.remove("ResourceClaim", name, namespace)
-        message = verdict.message.replace(f"Pod {namespace}/{name}", f"ResourceClaim {namespace}/{name}")
+                self.state.remove(kind, name, namespace)
+        message = verdict.message.replace(f"Pod {namespace}/{name}", f"{kind} {namespace}/{name}")
         verdict = verdict.model_copy(update={"message": message})
         return Outcome(
             request,
@@ -484,7 +530,90 @@ class Reviewer:
             warnings=verdict.warnings,
         )
 
-    # ----- namespaces: the tenant-label guard -----
+    def _made_from_judged_template(self, body: Mapping[str, Any], claim: ResourceClaim) -> bool:
+        """A claim the resource claim controller made for a pod from a template that pod named and
+        this view knows, asking for exactly what the template asks for: judged with the pod."""
+        namespace = claim.metadata.namespace or ""
+        owners = _metadata(body).get("ownerReferences")
+        for owner in owners if isinstance(owners, list) else []:
+            if not isinstance(owner, Mapping) or owner.get("kind") != "Pod":
+                continue
+            pod = self.state.pods.get((namespace, str(owner.get("name") or "")))
+            if pod is None or pod.metadata.uid != owner.get("uid"):
+                continue
+            for reference in pod.spec.resource_claims:
+                template = self.state.claim_templates.get(
+                    (namespace, reference.resource_claim_template_name or "")
+                )
+                if template is not None and template.spec.spec == claim.spec:
+                    return True
+        return False
+
+    # ----- subresources: the stamps, and ephemeral containers -----
+
+    def validate_subresource(self, request: Request) -> Outcome:
+        """A status (or other subresource) write that changes the stamps is refused: a pod's
+        ``computegate.io/license`` is what its consumption is counted under. A new ephemeral
+        container that reaches devices is judged (DESIGN.md step 2)."""
+        decision_id = self.new_id()
+        current, before = _annotations(request.body), _annotations(request.old)
+        changed = sorted(key for key in PROTECTED_ANNOTATIONS if current.get(key) != before.get(key))
+        what = f"{request.plural}/{request.subresource} of {_metadata(request.body).get('name', '')}"
+        if changed:
+            message = (
+                f"[{PROTECTED_STAMPS}] The annotations {', '.join(changed)} are set only by ComputeGate's "
+                f"mutating webhook and cannot be changed through {request.plural}/{request.subresource}."
+            )
+            return Outcome(request, False, PROTECTED_STAMPS, message, decision_id)
+        if request.plural == "pods" and request.subresource == "ephemeralcontainers":
+            return self._ephemeral_containers(request, decision_id)
+        return Outcome(
+            request, True, NOT_JUDGED, f"[{NOT_JUDGED}] {what}: the stamps do not change", decision_id
+        )
+
+    def _ephemeral_containers(self, request: Request, decision_id: str) -> Outcome:
+        try:
+            pod = parse_workload("pods", request.body)
+            old = parse_workload("pods", request.old) if request.old is not None else None
+        except InvalidObject as error:
+            return self._invalid(request, error, decision_id)
+        assert isinstance(pod, Pod)
+        known = {c.name for c in old.spec.ephemeral_containers} if isinstance(old, Pod) else set()
+        added = [c for c in pod.spec.ephemeral_containers if c.name not in known]
+        access = device_access(pod.spec.model_copy(update={"containers": added, "init_containers": []}))
+        access = tuple(reason for reason in access if reason.startswith("container "))
+        if not access or self.state.policy.device_access is DeviceAccessAction.ALLOW:
+            message = f"[{NOT_JUDGED}] no new ephemeral container reaches devices"
+            return Outcome(request, True, NOT_JUDGED, message, decision_id)
+        # Judged as the pod would be if created with it. A licensed pod's use was charged when it
+        # was admitted and cannot grow: an ephemeral container that reaches more is refused.
+        verdict = decide(self.state, pod, at=self.clock())
+        if verdict.code is not Code.LICENSED:
+            return Outcome(
+                request,
+                verdict.allowed,
+                verdict.code.value,
+                verdict.message,
+                decision_id,
+                verdict=verdict,
+                warnings=verdict.warnings,
+            )
+        code = Code.DEVICE_ACCESS_WITHOUT_REQUEST
+        message = (
+            f"[{code.value}] An ephemeral container of Pod {pod.metadata.namespace}/{pod.metadata.name} "
+            f"would reach accelerators without asking for them ({'; '.join(access)}). Its accelerators "
+            "cannot be charged to a license after the pod was admitted; debug without device access."
+        )
+        if self.state.policy.enforcement is Enforcement.AUDIT:
+            audited = verdict.model_copy(update={"audit": True, "code": code, "license": None})
+            warning = f"Audit mode, would deny: {message}"
+            return Outcome(
+                request, True, code.value, message, decision_id, verdict=audited, warnings=(warning,)
+            )
+        denied = verdict.model_copy(update={"allowed": False, "code": code, "message": message})
+        return Outcome(request, False, code.value, message, decision_id, verdict=denied)
+
+    # ----- namespaces: the tenant-label guard and who may create which -----
 
     def is_admin(self, user: str, groups: Iterable[str]) -> bool:
         return user in self.admin_users or not self.admin_groups.isdisjoint(groups)
@@ -492,20 +621,37 @@ class Reviewer:
     def validate_namespace(self, request: Request) -> Outcome:
         decision_id = self.new_id()
         name = str(_metadata(request.body).get("name") or "")
+        admin = self.is_admin(request.user, request.groups)
+        admins = ", ".join(sorted(self.admin_groups)) or "none"
+        if request.operation == "CREATE" and not admin and request.subresource is None:
+            reserved = self._reserved_namespace(name)
+            if reserved is not None:
+                message = (
+                    f"[{NAMESPACE_RESERVED}] Namespace {name} is {reserved}: only ComputeGate administrators "
+                    "may create it, so that no one takes a tenant's licenses, or an exemption, by choosing "
+                    f"a name. Choose another name, or ask a cluster administrator (groups: {admins})."
+                )
+                return Outcome(request, False, NAMESPACE_RESERVED, message, decision_id)
         new_label = _labels(request.body).get(TENANT_LABEL)
         old_label = _labels(request.old).get(TENANT_LABEL) if request.old is not None else None
         if new_label == old_label:
             return Outcome(request, True, NOT_JUDGED, "the tenant label does not change", decision_id)
-        if self.is_admin(request.user, request.groups):
+        if admin:
             message = f"{request.user} may set the tenant label of namespace {name}"
             return Outcome(request, True, ADMITTED, message, decision_id)
-        admins = ", ".join(sorted(self.admin_groups)) or "none"
         message = (
             f"[{TENANT_LABEL_PROTECTED}] Only ComputeGate administrators may set, change or remove the "
             f"{TENANT_LABEL} label of namespace {name}: it decides which tenant's jurisdiction and "
             f"licenses apply to the namespace's workloads. Ask a cluster administrator (groups: {admins})."
         )
         return Outcome(request, False, TENANT_LABEL_PROTECTED, message, decision_id)
+
+    def _reserved_namespace(self, name: str) -> str | None:
+        if name in self.exempt_namespaces or name in self.state.policy.exempt_namespaces:
+            return "exempt from ComputeGate"
+        if self.state.tenants_listing(name):
+            return "listed by a Tenant"
+        return None
 
 
 def _labels(body: Mapping[str, Any] | None) -> dict[str, str]:
@@ -528,6 +674,7 @@ __all__ = [
     "Outcome",
     "Request",
     "Reviewer",
+    "TooComplex",
     "parse_workload",
     "stamps",
 ]

@@ -20,13 +20,15 @@ import kopf
 from computegate.engine import ClusterState, Code
 from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
-from computegate.vocabulary import LICENSE_ANNOTATION, SCALABLE, WORKLOAD_BY_PLURAL
-from computegate.webhook.admission import AdmissionRequest, annotations_patch, answer
+from computegate.vocabulary import CONTROLLERS, LICENSE_ANNOTATION, SCALABLE, WORKLOAD_BY_PLURAL
+from computegate.webhook.admission import AdmissionRequest, affinity_patch, annotations_patch, answer
 from computegate.webhook.configuration import (
     MUTATE_WORKLOADS,
+    SUBRESOURCES,
     VALIDATE_NAMESPACES,
     VALIDATE_RESOURCE_CLAIMS,
     VALIDATE_SCALE,
+    VALIDATE_SUBRESOURCES,
     VALIDATE_WORKLOADS,
 )
 from computegate.webhook.kube import Kube
@@ -128,6 +130,8 @@ class Runtime:
             outcome = self.reviewer.validate_namespace(request)
         elif webhook == VALIDATE_RESOURCE_CLAIMS:
             outcome = self.reviewer.validate_claim(request)
+        elif webhook == VALIDATE_SUBRESOURCES:
+            outcome = self.reviewer.validate_subresource(request)
         elif webhook == VALIDATE_SCALE:
             outcome = self.reviewer.validate_scale(request, await self._controller_of(request))
         else:
@@ -181,6 +185,8 @@ class Runtime:
         if outcome.template_annotations:
             at = WORKLOAD_BY_PLURAL[request.plural].template_path
             patch += annotations_patch(request.body, at, outcome.template_annotations)
+        if outcome.pin is not None:
+            patch += affinity_patch(request.body, *outcome.pin)
         return answer(request.uid, allowed=True, patch=patch)
 
     async def _controller_of(self, request: Request) -> Mapping[str, Any] | None:
@@ -210,6 +216,12 @@ class Runtime:
 
 
 _SCALABLE_PLURALS = frozenset(workload.plural for workload in SCALABLE)
+_GUARDED_SUBRESOURCES = frozenset(
+    [
+        *(name for name, how in SUBRESOURCES.items() if name.startswith("pods/") and how == "webhook"),
+        *(f"{workload.plural}/status" for workload in CONTROLLERS),
+    ]
+)
 
 
 def _check_served(webhook: str, request: Request) -> None:
@@ -219,9 +231,11 @@ def _check_served(webhook: str, request: Request) -> None:
     elif webhook == VALIDATE_SCALE:
         served = request.plural in _SCALABLE_PLURALS and request.subresource == "scale"
     elif webhook == VALIDATE_RESOURCE_CLAIMS:
-        served = request.plural == "resourceclaims" and not request.subresource
+        served = request.plural in ("resourceclaims", "resourceclaimtemplates") and not request.subresource
+    elif webhook == VALIDATE_SUBRESOURCES:
+        served = f"{request.plural}/{request.subresource}" in _GUARDED_SUBRESOURCES
     else:
-        served = request.plural == "namespaces" and not request.subresource
+        served = request.plural == "namespaces" and request.subresource in (None, "status", "finalize")
     if not served:
         what = request.plural + (f"/{request.subresource}" if request.subresource else "")
         raise LookupError(f"the webhook {webhook} does not judge {what}")
