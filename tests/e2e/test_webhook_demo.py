@@ -62,7 +62,7 @@ def test_the_demo_shows_accept_reject_run_complete_scale_and_warn_and_stops_ever
     assert "[LicenseCapExceeded] Deployment globex-" in out
     assert "job.batch/eval condition met" in out
     assert re.search(r"eval-\w+ 0/1 Completed", out), result.stdout
-    assert "deployment.apps/serve-a scaled" in out and "deployment.apps/serve-b scaled" in out
+    assert "deployment.apps/serve-a scaled" in out or "deployment.apps/serve-b scaled" in out
     assert "Warning: Audit mode, would deny: [NoLicense]" in out and "computegate.io/decision: Audit" in out
     assert "nothing is left running" in out
     assert demo.elapsed < 150, f"the demo took {demo.elapsed:.0f}s"
@@ -73,5 +73,8 @@ def test_the_concurrent_scale_up_stops_at_the_cap_and_the_refused_replicaset_gro
     demo: DemoRun,
 ) -> None:
     out = demo.out
-    assert "FailedCreate" in out and "[LicenseCapExceeded] Pod globex-ml/serve-" in out, demo.result.stdout
-    assert "ReplicaSet created its pod" in out
+    # Refused at its pod (FailedCreate, the usual race) or, on a slow machine, at its scale.
+    assert re.search(r"\[LicenseCapExceeded\] (Pod globex-ml/serve-|Deployment globex-ml/serve-)", out), (
+        demo.result.stdout
+    )
+    assert re.search(r"serve-[ab] has its pod \d+s after the capacity was freed", out), demo.result.stdout
