@@ -219,7 +219,11 @@ class Cluster:
         return result.stderr.strip()
 
     def delete_pods(self) -> None:
-        self.kubectl("delete", "pods", "-n", NAMESPACE, "--all", "--wait=true", "--grace-period=0", "--force")
+        """One DELETE of the collection (no kubelet: pods go at once), then wait until none is left."""
+        http = self.plane.admin_http(timeout=120)
+        path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+        http.request("DELETE", path, body={"gracePeriodSeconds": 0})
+        wait_for(lambda: not http.get(path, {"limit": "1"}).get("items"), timeout=120, what="the pods to go")
 
     # ----- load -----
 

@@ -49,7 +49,7 @@ def plot_https(rows: list[https.Row], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for server in https.SERVERS:
+    for color, server in zip(("tab:blue", "tab:orange", "tab:green"), https.SERVERS, strict=True):
         mine = sorted((r for r in rows if r.server == server), key=lambda r: r.concurrency)
         xs = [r.concurrency for r in mine]
         left.errorbar(
@@ -61,9 +61,12 @@ def plot_https(rows: list[https.Row], out: Path) -> Path:
             ],
             marker="o",
             capsize=3,
+            color=color,
             label=f"{server} p50",
         )
-        left.plot(xs, [r.p99_ms.median for r in mine], linestyle=":", marker="x", label=f"{server} p99")
+        left.plot(
+            xs, [r.p99_ms.median for r in mine], linestyle=":", marker="x", color=color, label=f"{server} p99"
+        )
         right.errorbar(
             xs,
             [r.throughput.median for r in mine],
@@ -73,6 +76,7 @@ def plot_https(rows: list[https.Row], out: Path) -> Path:
             ],
             marker="o",
             capsize=3,
+            color=color,
             label=server,
         )
     left.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="latency ms", title="HTTPS latency")
