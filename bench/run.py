@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(f"### {part}\n\n{text}")
         targets += found
         print(text, flush=True)
-        (out / "results.md").write_text("\n".join([*targets, "", *sections]) + "\n")  # so far
+        (out / "results.md").write_text("\n\n".join(["\n".join(targets), *sections]) + "\n")  # so far
     lines: list[Any] = [
         f"Command: `python -m bench.run{' --quick' if args.quick else ''}`"
         f"{''.join(f' --only {p}' for p in args.only or [])}; {common.machine()}; "
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---|",
         *targets,
         "",
-        *sections,
+        *(f"{section}\n" for section in sections),
     ]
     report = "\n".join(lines) + "\n"
     (out / "results.md").write_text(report)
