@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup binaries run test lint unit e2e bench manifests lock kind-demo clean
+.PHONY: setup binaries run test lint unit e2e bench bench-quick manifests lock kind-demo clean
 
 setup: $(VENV)/.installed
 
@@ -38,8 +38,15 @@ test: setup binaries lint
 unit: setup binaries
 	$(PY) -m pytest -m "not e2e"
 
-bench: setup
-	$(PY) bench/engine.py
+# Every benchmark in one interleaved run (docs/benchmarks.md): the engine, the webhook's HTTPS
+# endpoint against aiohttp and OPA, pod creates through the API server, the operator's memory.
+# OPA and vegeta are built with `go install` into ~/.cache/computegate/bench-bin the first time.
+# Never part of `make test` or CI. COMPUTEGATE_ASSETS, if set, names the Kubernetes binaries.
+bench: setup binaries
+	COMPUTEGATE_ASSETS=$${COMPUTEGATE_ASSETS:-$$(cat $(VENV)/assets-path)} $(PY) -m bench.run
+
+bench-quick: setup binaries
+	COMPUTEGATE_ASSETS=$${COMPUTEGATE_ASSETS:-$$(cat $(VENV)/assets-path)} $(PY) -m bench.run --quick
 
 # The chart's generated templates (CRDs, webhook configurations) and manifests/ (the chart
 # rendered with default values); tests fail when the checked-in copies drift.

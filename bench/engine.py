@@ -1,6 +1,6 @@
 """Decision throughput and latency of the engine, at a typical and at ten times that state.
 
-    .venv/bin/python bench/engine.py            # or: make bench
+    .venv/bin/python bench/engine.py            # also part 1 of `make bench` (bench/run.py)
     .venv/bin/python bench/engine.py --quick    # fewer decisions, smaller states: a smoke run
 
 What it measures, on one core (one thread; ``--cpu N`` also pins the process to CPU N):
