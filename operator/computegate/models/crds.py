@@ -81,7 +81,20 @@ _LICENSE_STATUS: JsonSchema = {
         "Kept by the operator (docs/webhook.md, the license ledger): ledger (committed figures and "
         "in-flight reservations by pod uid, written by compare-and-swap), consumedTPP, "
         "consumedAccelerators, reservedTPP, reservations, headroomTPP, headroomAccelerators, state "
-        "(Active, Exhausted, Expired, Revoked, NotYetValid) and conditions (Valid, Exhausted)."
+        "(Active, Exhausted, Expired, Revoked, NotYetValid), violations (running pods under it the "
+        "engine would refuse now) and conditions (Valid, Exhausted, Violations)."
+    ),
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+
+_TENANT_STATUS: JsonSchema = {
+    "type": "object",
+    "description": (
+        "Kept by the operator (docs/compliance.md): namespaces (resolved to this tenant), conflicts "
+        "(namespaces another tenant claims too), licenses, consumedTPP, consumedAccelerators, "
+        "violations (running pods the engine would refuse now), auditFindings (the same, under Audit "
+        "enforcement), violationsByCode and conditions (Compliant, NamespaceConflict)."
     ),
     "x-kubernetes-preserve-unknown-fields": True,
 }
@@ -163,8 +176,10 @@ def crd_manifests() -> list[dict[str, Any]]:
                 _column("Jurisdiction", ".spec.jurisdiction"),
                 _column("Parent", ".spec.parentJurisdiction"),
                 _column("KYC", ".spec.kyc.status"),
+                _column("Violations", ".status.violations", "integer"),
                 _column("Display Name", ".spec.displayName", priority=1),
             ],
+            status=_TENANT_STATUS,
         ),
         _crd(
             kind="ExportLicense",
@@ -180,6 +195,7 @@ def crd_manifests() -> list[dict[str, Any]]:
                 _column("Headroom TPP", ".status.headroomTPP", "number"),
                 _column("Valid Until", ".spec.validUntil"),
                 _column("State", ".status.state"),
+                _column("Violations", ".status.violations", "integer"),
                 _column("Revoked", ".spec.revoked", "boolean", priority=1),
                 _column("Authority", ".spec.authority", priority=1),
                 _column("Valid From", ".spec.validFrom", priority=1),

@@ -20,7 +20,7 @@ import kopf
 from computegate.engine import ClusterState, Code
 from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
-from computegate.vocabulary import LICENSE_ANNOTATION, SCALABLE, WORKLOAD_BY_PLURAL
+from computegate.vocabulary import CODE_ANNOTATION, SCALABLE, WORKLOAD_BY_PLURAL
 from computegate.webhook.admission import AdmissionRequest, annotations_patch, answer
 from computegate.webhook.configuration import (
     MUTATE_WORKLOADS,
@@ -68,9 +68,10 @@ class Runtime:
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        if kind == "Pod" and LICENSE_ANNOTATION not in (meta.get("annotations") or {}):
-            # Only pods admitted under a license consume one: the rest (CPU-only pods, and
-            # accelerator pods no license was needed for) are neither parsed nor kept.
+        if kind == "Pod" and CODE_ANNOTATION not in (meta.get("annotations") or {}):
+            # Only accelerator pods a decision stamped are kept: those under a license consume
+            # it, and all of them are judged again after admission. CPU-only pods are neither
+            # parsed nor kept.
             if (str(meta.get("namespace") or ""), str(meta.get("name") or "")) in self.state.pods:
                 self.state.remove(kind, str(meta.get("name") or ""), meta.get("namespace"))
                 self.licenses_changed.set()
