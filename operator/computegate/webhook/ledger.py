@@ -22,16 +22,18 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
 from computegate.engine import ClusterState, consumption
+from computegate.engine.compliance import Finding, next_change
 from computegate.engine.ledger import LEDGER_KEY, Ledger, ReserveRequest, exact, expired, reconcile, reserve
 from computegate.models.resources import GROUP, VERSION
 from computegate.webhook import licenses
+from computegate.webhook.compliance import Compliance
 from computegate.webhook.kube import Conflict, Kube
 from computegate.webhook.observe import Metrics
 
@@ -241,26 +243,51 @@ class Reconciler:
     election: Election
     ttl: timedelta = timedelta(seconds=120)
     clock: Clock = _now
+    compliance: Compliance | None = None  # running pods judged again (DESIGN.md "After admission")
     _gauged: set[tuple[str, str]] = field(default_factory=set)
 
     async def run(self, changed: asyncio.Event, *, interval: float) -> None:
-        """Reconcile after every change (debounced) and at least every ``interval`` seconds."""
+        """Reconcile after every change (debounced), at least every ``interval`` seconds, and at
+        the instant a license's validity changes on its own (its validFrom or validUntil)."""
         while True:
             changed.clear()
+            findings = self.compliance.judge() if self.compliance is not None else []
+            by_license: dict[str, list[Finding]] = {}
+            for finding in findings:
+                if finding.license:
+                    by_license.setdefault(finding.license, []).append(finding)
             if self.election.is_leader:
                 for name in sorted(self.state.licenses):
                     try:
-                        await self.reconcile_one(name)
+                        await self.reconcile_one(name, findings=by_license.get(name, ()))
                     except Conflict:
                         changed.set()  # an admission swapped in between: look again soon
                     except Exception as error:
                         logger.warning("Could not reconcile ExportLicense %s: %s", name, error)
+                if self.compliance is not None:
+                    try:
+                        await self.compliance.publish()
+                    except Exception as error:
+                        logger.warning("Could not publish the compliance findings: %s", error)
             self.refresh_gauges()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=interval)
+                await asyncio.wait_for(changed.wait(), timeout=self._until_next(interval))
             await asyncio.sleep(0.2)  # a burst of pod events becomes one pass
 
-    async def reconcile_one(self, name: str, *, fresh: Mapping[str, Any] | None = None) -> None:
+    def _until_next(self, interval: float) -> float:
+        now = self.clock()
+        moment = next_change(self.state, after=now)
+        if moment is None:
+            return interval
+        return max(0.0, min(interval, (moment - now).total_seconds()))
+
+    async def reconcile_one(
+        self,
+        name: str,
+        *,
+        fresh: Mapping[str, Any] | None = None,
+        findings: Sequence[Finding] = (),
+    ) -> None:
         cached = self.state.licenses.get(name)
         if cached is None:
             return
@@ -287,7 +314,7 @@ class Reconciler:
             at=now,
             ttl=self.ttl,
         )
-        wanted = {**licenses.license_status(cached, new, now), LEDGER_KEY: new.to_status()}
+        wanted = {**licenses.license_status(cached, new, now, findings), LEDGER_KEY: new.to_status()}
         if licenses.comparable(wanted) == licenses.comparable(status):
             return
         dropped = set(ledger.reservations) - set(new.reservations) - seen

@@ -27,6 +27,7 @@ from computegate.catalog import builtin_catalog
 from computegate.engine import ClusterState
 from computegate.webhook import configuration
 from computegate.webhook.certs import ServingFiles, ensure_serving_files
+from computegate.webhook.compliance import Compliance
 from computegate.webhook.handlers import REGISTRY
 from computegate.webhook.health import serve_health
 from computegate.webhook.kube import Kube
@@ -149,6 +150,7 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
         runtime.metrics,
         election,
         ttl=timedelta(seconds=options.reservation_ttl),
+        compliance=Compliance(runtime.kube, runtime.state, runtime.metrics),
     )
     background: list[Awaitable[None]] = [
         election.run(),

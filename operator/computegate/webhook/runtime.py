@@ -86,7 +86,16 @@ class Runtime:
             self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
         else:
             self.state.upsert(obj)
-        if kind in {"ExportLicense", "Pod", "CompliancePolicy", "AcceleratorProfile", "Node"}:
+        # What a license's consumption, or a running pod's judgement, depends on.
+        if kind in {
+            "ExportLicense",
+            "Pod",
+            "CompliancePolicy",
+            "AcceleratorProfile",
+            "Node",
+            "Tenant",
+            "Namespace",
+        }:
             self.licenses_changed.set()
 
     def on_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -104,7 +113,7 @@ class Runtime:
         if event_type == "DELETED":
             meta = body.get("metadata") or {}
             self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
-            if kind in {"ExportLicense", "Pod"}:
+            if kind in {"ExportLicense", "Pod", "Tenant", "Namespace", "CompliancePolicy"}:
                 self.licenses_changed.set()
 
     # ----- admission -----
