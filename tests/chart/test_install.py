@@ -85,7 +85,7 @@ def test_documented_helm_install_creates_the_release_objects_and_prints_next_ste
     crds = client.ApiextensionsV1Api(admin).list_custom_resource_definition(
         label_selector="app.kubernetes.io/part-of=computegate"
     )
-    assert len(crds.items) == 4
+    assert len(crds.items) == 5
     assert all(crd.metadata.annotations["helm.sh/resource-policy"] == "keep" for crd in crds.items)
 
 

@@ -10,6 +10,7 @@ eviction test changes the cluster's policy and puts it back.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 STATE = Path(__file__).parent / "data" / "cluster" / "state"
 SOON = 10.0  # "within seconds", with room for a loaded machine
+USAGE_PERIOD = 10  # seconds per usage record here (a day by default)
 
 
 def _computegate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +55,11 @@ def _report_crd(plane: ControlPlane) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     find_binaries(require_cluster=True)
     data_dir = tmp_path_factory.mktemp("compliance-dev")
-    up = _computegate("dev", "up", "--state", str(STATE), f"--data-dir={data_dir}")
+    os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"] = f"--usage-period={USAGE_PERIOD}"
+    try:
+        up = _computegate("dev", "up", "--state", str(STATE), f"--data-dir={data_dir}")
+    finally:
+        del os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"]
     try:
         assert up.returncode == 0, up.stderr
         plane = ControlPlane.attach(data_dir)
@@ -249,3 +255,58 @@ def test_evict_evicts_a_violating_pod_and_a_pdb_blocks_it_and_is_reported(cluste
         assert not guarded["metadata"].get("deletionTimestamp")
     finally:
         cluster.apply(POLICY % "Report")
+
+
+# -- the usage record ------------------------------------------------------------------------
+def records_of(cluster: Cluster, tenant_name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get("usagerecords", "-l", f"computegate.io/tenant={tenant_name}")[
+        "items"
+    ]
+    return items
+
+
+def test_usage_figures_equal_the_pods_run_interval_times_its_tpp_and_verify_catches_an_edit(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    name, namespace, lic = licensed(cluster, 1)
+    start(cluster, namespace, "meter")
+    started = parse(cluster.get("pod", "meter", "-n", namespace)["status"]["startTime"])
+    time.sleep(4)
+    assert cluster.kubectl("delete", "pod", "meter", "-n", namespace, "--wait=true").returncode == 0
+    ended = datetime.now(UTC)
+    # The period (USAGE_PERIOD seconds here, a day by default) that held the end must close first.
+    wait_until(
+        lambda: any(parse(r["spec"]["periodEnd"]) >= ended for r in records_of(cluster, name)),
+        timeout=USAGE_PERIOD + 10,
+        what="the usage records of the periods the pod ran in",
+    )
+    records = records_of(cluster, name)
+    tpp_hours = sum(float(r["spec"]["licenses"].get(lic, {}).get("tppHours", 0)) for r in records)
+    accelerator_hours = sum(
+        float(r["spec"]["licenses"].get(lic, {}).get("acceleratorHours", 0)) for r in records
+    )
+    expected_seconds = (ended - started).total_seconds()
+    # startTime has whole seconds; the end is when the operator saw the pod go (under a second).
+    assert abs(tpp_hours * 3600 / H100_TPP - expected_seconds) < 2.5, (tpp_hours, expected_seconds)
+    assert abs(accelerator_hours * 3600 - expected_seconds) < 2.5
+    assert sum(r["spec"]["admissions"].get("Licensed", 0) for r in records) == 1
+
+    verify = _computegate("verify", f"--kubeconfig={cluster.plane.kubeconfig_path}")
+    assert verify.returncode == 0, verify.stderr
+    # A record cannot be changed through the API ...
+    first = records[0]["metadata"]["name"]
+    edit = {"spec": {"licenses": {lic: {"tppHours": "0.000001"}}}}
+    refused = cluster.kubectl("patch", "usagerecord", first, "--type=merge", "-p", json.dumps(edit))
+    assert refused.returncode != 0 and "cannot be changed" in refused.stderr
+    # ... and an edit of an exported copy (or of etcd behind the API's back) is caught.
+    exported = _computegate(
+        "usage", "export", "--to", str(tmp_path), f"--kubeconfig={cluster.plane.kubeconfig_path}"
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert _computegate("verify", "--folder", str(tmp_path)).returncode == 0
+    path = tmp_path / f"{first}.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["spec"]["licenses"] = {lic: {"tppHours": "0.000001", "acceleratorHours": "0.000001"}}
+    path.write_text(yaml.safe_dump(body))
+    caught = _computegate("verify", "--folder", str(tmp_path))
+    assert caught.returncode == 1 and "edited" in caught.stderr

@@ -100,6 +100,27 @@ _TENANT_STATUS: JsonSchema = {
 }
 
 
+_USAGE_RECORD_SPEC: JsonSchema = {
+    "type": "object",
+    "description": (
+        "One tenant's controlled compute in one period (a day by default), written once by the "
+        "elected operator replica (docs/compliance.md): tenant, periodStart, periodEnd, licenses "
+        "(name to tppHours and acceleratorHours, as decimal strings), admissions and denials by "
+        "reason code, sequence, previousHash and hash (SHA-256 of the canonical JSON of the rest)."
+    ),
+    "required": ["tenant", "periodStart", "periodEnd", "sequence", "previousHash", "hash"],
+    "properties": {
+        "tenant": {"type": "string", "description": "The Tenant whose use this is"},
+        "periodStart": {"type": "string", "description": "Start of the period (RFC 3339), inclusive"},
+        "periodEnd": {"type": "string", "description": "End of the period (RFC 3339), exclusive"},
+        "sequence": {"type": "integer", "minimum": 0, "description": "Place in the chain, from 0"},
+        "previousHash": {"type": "string", "description": "hash of the record before (0s for the first)"},
+        "hash": {"type": "string", "description": "SHA-256 of this record's canonical JSON without hash"},
+    },
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+
 def _crd(
     *,
     kind: str,
@@ -154,7 +175,7 @@ def _crd(
 
 
 def crd_manifests() -> list[dict[str, Any]]:
-    """The four CRDs, in the order they are installed."""
+    """The five CRDs, in the order they are installed."""
     license_spec = spec_schema(ExportLicenseSpec)
     license_spec["x-kubernetes-validations"] = [
         {
@@ -216,6 +237,22 @@ def crd_manifests() -> list[dict[str, Any]]:
                     "rule": "self.metadata.name == 'default'",
                     "message": "the CompliancePolicy must be named default",
                 }
+            ],
+        ),
+        _crd(
+            kind="UsageRecord",
+            plural="usagerecords",
+            short_names=["cgusage"],
+            spec=_USAGE_RECORD_SPEC,
+            columns=[
+                _column("Tenant", ".spec.tenant"),
+                _column("From", ".spec.periodStart"),
+                _column("Until", ".spec.periodEnd"),
+                _column("Sequence", ".spec.sequence", "integer"),
+                _column("Hash", ".spec.hash", priority=1),
+            ],
+            root_rules=[
+                {"rule": "self.spec == oldSelf.spec", "message": "a usage record cannot be changed"},
             ],
         ),
         _crd(

@@ -204,9 +204,10 @@ class Compliance:
 
     async def _reports_available(self) -> bool:
         now = self.clock().timestamp()
-        # Looked up again every minute while served, every few seconds while not (a CRD just
-        # installed shows up soon).
-        recheck = self.reports_recheck_seconds if self._reports_served and self._reports_served[0] else 5.0
+        # Looked up again every minute while served; while not, at every pass that has findings
+        # to report (a CRD just installed is used at once), else every half minute.
+        served_before = self._reports_served is not None and self._reports_served[0]
+        recheck = self.reports_recheck_seconds if served_before else (0.0 if self.findings else 30.0)
         if self._reports_served is None or now - self._reports_served[1] > recheck:
             try:
                 found = await self.kube.get(REPORTS_API)

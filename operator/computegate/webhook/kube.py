@@ -133,6 +133,18 @@ class Kube:
 
         return await self._urgently(call)
 
+    async def delete(self, path: str) -> None:
+        """Delete the object at ``path``; one already gone is not an error."""
+
+        def call() -> None:
+            try:
+                self._call("DELETE", path)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        await self._urgently(call)
+
     async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         workload = WORKLOAD_BY_PLURAL.get(plural)
         if workload is None or not workload.scalable:

@@ -34,6 +34,7 @@ from computegate.webhook.ledger import LedgerWriter
 from computegate.webhook.observe import Metrics, event_for, log_decision
 from computegate.webhook.review import NOT_READY, Outcome, Request, Reviewer
 from computegate.webhook.server import WebhookServer
+from computegate.webhook.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 _WATCH = Path("<watch>")
@@ -48,6 +49,7 @@ class Runtime:
     kube: Kube
     server: WebhookServer
     ledger: LedgerWriter | None  # None only to measure what the ledger costs
+    usage: UsageRecorder | None = None  # the usage record: its chain head goes in audit annotations
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -149,6 +151,8 @@ class Runtime:
             message=outcome.message,
             code=outcome.http_code,
             warnings=outcome.warnings,
+            # The usage record's chain head, into the API server's audit log (docs/compliance.md).
+            audit_annotations=self.usage.audit_annotations() if self.usage is not None else None,
         )
 
     async def _reserved(self, outcome: Outcome) -> Outcome:
@@ -207,6 +211,8 @@ class Runtime:
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         self.metrics.record(outcome, seconds)
+        if self.usage is not None and not outcome.allowed and not outcome.request.dry_run:
+            self.usage.denied(outcome.verdict.tenant if outcome.verdict else None, outcome.code)
         log_decision(self.decisions, outcome, seconds)
         event = event_for(outcome)
         if event is not None:
