@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from computegate.engine.usage import verify_chain
+from computegate.engine.usage import heads_in_audit_log, verify_chain
 from computegate.models.resources import GROUP, VERSION
 
 RECORDS = f"/apis/{GROUP}/{VERSION}/usagerecords"
@@ -78,8 +78,6 @@ def folder_records(folder: Path) -> list[dict[str, Any]]:
 
 
 def heads_from(paths: list[Path]) -> list[tuple[int, str]]:
-    from computegate.webhook.usage import heads_in_audit_log
-
     heads: list[tuple[int, str]] = []
     for path in paths:
         heads += heads_in_audit_log(path.read_text().splitlines())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ __all__ = [
     "Interval",
     "Problem",
     "chain_record",
+    "heads_in_audit_log",
+    "parse_head",
     "record_hash",
     "usage_by_license",
     "verify_chain",
@@ -151,3 +154,27 @@ def verify_chain(
                 )
             )
     return problems
+
+
+_HEAD = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
+
+
+def parse_head(value: object) -> tuple[int, str] | None:
+    found = _HEAD.match(str(value or ""))
+    return (int(found.group(1)), found.group(2)) if found else None
+
+
+def heads_in_audit_log(lines: list[str]) -> list[tuple[int, str]]:
+    """The chain heads the API server's audit log recorded (audit annotations of admissions)."""
+    found: set[tuple[int, str]] = set()
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        for key, value in (event.get("annotations") or {}).items():
+            if key.endswith("/usage-chain-head"):
+                head = parse_head(value)
+                if head is not None:
+                    found.add(head)
+    return sorted(found)

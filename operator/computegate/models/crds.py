@@ -216,7 +216,7 @@ def crd_manifests() -> list[dict[str, Any]]:
                 _column("Headroom TPP", ".status.headroomTPP", "number"),
                 _column("Valid Until", ".spec.validUntil"),
                 _column("State", ".status.state"),
-                _column("Violations", ".status.violations", "integer"),
+                _column("Violations", ".status.violations", "integer", priority=1),
                 _column("Revoked", ".spec.revoked", "boolean", priority=1),
                 _column("Authority", ".spec.authority", priority=1),
                 _column("Valid From", ".spec.validFrom", priority=1),

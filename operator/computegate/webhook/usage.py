@@ -15,9 +15,7 @@ export``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +24,14 @@ from typing import Any
 from computegate.engine import ClusterState
 from computegate.engine.compliance import running_pods
 from computegate.engine.footprint import pod_uses
-from computegate.engine.usage import GENESIS, Interval, chain_record, usage_by_license
+from computegate.engine.usage import (
+    GENESIS,
+    Interval,
+    chain_record,
+    heads_in_audit_log,
+    parse_head,
+    usage_by_license,
+)
 from computegate.models.resources import GROUP, VERSION
 from computegate.vocabulary import CODE_ANNOTATION, LICENSE_ANNOTATION
 from computegate.webhook.kube import Conflict, Kube
@@ -223,28 +228,4 @@ class UsageRecorder:
                 await self.kube.delete(f"{RECORDS}/{item['metadata']['name']}")
 
 
-_HEAD = re.compile(r"^([0-9]+):([0-9a-f]{64})$")
-
-
-def parse_head(value: object) -> tuple[int, str] | None:
-    found = _HEAD.match(str(value or ""))
-    return (int(found.group(1)), found.group(2)) if found else None
-
-
-def heads_in_audit_log(lines: list[str]) -> list[tuple[int, str]]:
-    """The chain heads the API server's audit log recorded (audit annotations of admissions)."""
-    found: set[tuple[int, str]] = set()
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        for key, value in (event.get("annotations") or {}).items():
-            if key.endswith("/usage-chain-head"):
-                head = parse_head(value)
-                if head is not None:
-                    found.add(head)
-    return sorted(found)
-
-
-__all__ = ["HEAD_ANNOTATION", "UsageRecorder", "heads_in_audit_log", "parse_head", "period_of"]
+__all__ = ["HEAD_ANNOTATION", "UsageRecorder", "heads_in_audit_log", "period_of"]
