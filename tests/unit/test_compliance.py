@@ -171,3 +171,67 @@ def test_finished_pods_are_not_judged(make_state: StateFactory) -> None:
 
 def test_grace_periods_read_as_go_durations() -> None:
     assert duration_seconds("1h30m") == 5400 and duration_seconds("45s") == 45
+
+
+# ----- how a finding shows (the pure parts of webhook/compliance.py and webhook/licenses.py) -----
+def test_the_license_status_carries_a_violations_condition_dated_at_valid_until(
+    make_state: StateFactory,
+) -> None:
+    from computegate.engine.ledger import Ledger
+    from computegate.webhook.licenses import license_status
+
+    until = "2026-05-31T12:00:00Z"
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", valid_until=until), running("a", 1)
+    )
+    status = license_status(state.licenses["lic"], Ledger(), NOW, rejudge(state, at=NOW))
+    violations = next(c for c in status["conditions"] if c["type"] == "Violations")
+    assert status["violations"] == 1 and violations["status"] == "True"
+    assert violations["reason"] == "LicenseExpired" and violations["lastTransitionTime"] == until
+    assert "team/a" in violations["message"]
+
+
+def test_the_tenant_status_resolves_namespaces_and_names_conflicts(make_state: StateFactory) -> None:
+    from computegate.webhook.compliance import tenant_status
+
+    labelled = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shared", "labels": {"computegate.io/tenant": "other"}},
+    }
+    state = make_state(
+        node("h100-node", H100),
+        tenant("acme", "CN", namespaces=["team", "shared"]),
+        tenant("other", "FR", namespaces=[]),
+        labelled,
+        license_("lic", "acme", revoked=True),
+        running("a", 1),
+    )
+    status = tenant_status(state, "acme", set(), rejudge(state, at=NOW))
+    assert status["namespaces"] == ["team"]
+    assert status["conflicts"] == [{"namespace": "shared", "tenants": ["acme", "other"]}]
+    assert status["licenses"] == ["lic"] and status["consumedTPP"] == H100_TPP
+    assert status["violations"] == 1 and status["violationsByCode"] == {"LicenseRevoked": 1}
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (
+        conditions["Compliant"]["status"] == "False" and conditions["NamespaceConflict"]["status"] == "True"
+    )
+
+
+def test_a_report_is_owned_by_its_pod_and_has_kyvernos_shape(make_state: StateFactory) -> None:
+    from computegate.webhook.compliance import report, report_results
+
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", revoked=True), running("a", 1)
+    )
+    (finding,) = rejudge(state, at=NOW)
+    body = report("team", "a", "uid-a", report_results(finding, NOW))
+    assert body["apiVersion"] == "openreports.io/v1alpha1" and body["kind"] == "Report"
+    assert body["metadata"]["name"] == "uid-a"
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "a", "uid": "uid-a"}
+    ]
+    assert body["scope"]["kind"] == "Pod" and body["summary"]["fail"] == 1
+    (result,) = body["results"]
+    assert result["policy"] == "computegate-export-controls" and result["rule"] == "LicenseRevoked"
+    assert result["result"] == "fail" and result["properties"]["license"] == "lic"

@@ -158,7 +158,7 @@ class Compliance:
             "action": action,
         }
         try:
-            await self.kube.post(f"/api/v1/namespaces/{finding.namespace}/events", body)
+            await self.kube.post(f"/api/v1/namespaces/{finding.namespace}/events", body, urgent=False)
         except Conflict:
             pass  # posted before (by us, or by an earlier leader): one Event per pod and code
         except Exception as error:
@@ -191,13 +191,13 @@ class Compliance:
                 logger.warning("Could not write the status of Tenant %s: %s", name, error)
 
     async def _put_tenant_status(self, name: str, wanted: dict[str, Any], now: datetime) -> None:
-        obj = await self.kube.get(f"{TENANTS}/{name}")
+        obj = await self.kube.get(f"{TENANTS}/{name}", urgent=False)
         if obj is None:
             return
         previous = obj.get("status") or {}
         if comparable(wanted) != comparable(previous):
             full = with_transition_times(wanted, previous, now)
-            await self.kube.put(f"{TENANTS}/{name}/status", {**obj, "status": full})
+            await self.kube.put(f"{TENANTS}/{name}/status", {**obj, "status": full}, urgent=False)
         self._tenant_status[name] = wanted
 
     # Reports
@@ -210,7 +210,7 @@ class Compliance:
         recheck = self.reports_recheck_seconds if served_before else (0.0 if self.findings else 30.0)
         if self._reports_served is None or now - self._reports_served[1] > recheck:
             try:
-                found = await self.kube.get(REPORTS_API)
+                found = await self.kube.get(REPORTS_API, urgent=False)
                 served = found is not None and any(
                     r.get("name") == "reports" for r in found.get("resources") or []
                 )
@@ -244,13 +244,13 @@ class Compliance:
         path = f"{REPORTS_API}/namespaces/{namespace}/reports"
         try:
             try:
-                await self.kube.post(path, body)
+                await self.kube.post(path, body, urgent=False)
             except Conflict:
-                existing = await self.kube.get(f"{path}/{uid}")
+                existing = await self.kube.get(f"{path}/{uid}", urgent=False)
                 if existing is None:
                     return
                 meta = {**body["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}
-                await self.kube.put(f"{path}/{uid}", {**body, "metadata": meta})
+                await self.kube.put(f"{path}/{uid}", {**body, "metadata": meta}, urgent=False)
         except Exception as error:
             logger.warning("Could not write the Report of pod %s/%s: %s", namespace, pod, error)
 
@@ -287,7 +287,7 @@ class Compliance:
         }
         path = f"/api/v1/namespaces/{finding.namespace}/pods/{finding.name}/eviction"
         try:
-            await self.kube.post(path, body)
+            await self.kube.post(path, body, urgent=False)
         except ApiException as error:
             if error.status == 429:  # a PodDisruptionBudget does not allow it now: try again later
                 self.evictions.labels("blocked").inc()

@@ -158,7 +158,7 @@ class UsageRecorder:
 
     async def _resume(self, current: datetime) -> datetime:
         """Continue the chain where the records end (after a restart or a change of leader)."""
-        listed = await self.kube.get(RECORDS)
+        listed = await self.kube.get(RECORDS, urgent=False)
         items = (listed or {}).get("items") or []
         last_end: datetime | None = None
         for item in items:
@@ -203,7 +203,7 @@ class UsageRecorder:
                 "spec": record,
             }
             try:
-                await self.kube.post(RECORDS, body)
+                await self.kube.post(RECORDS, body, urgent=False)
             except Conflict:
                 logger.warning("UsageRecord %s exists already: not written again", name)
                 continue
@@ -219,7 +219,7 @@ class UsageRecorder:
                 del counts[key]
 
     async def _retain(self, now: datetime) -> None:
-        listed = await self.kube.get(RECORDS)
+        listed = await self.kube.get(RECORDS, urgent=False)
         for item in (listed or {}).get("items") or []:
             end = datetime.fromisoformat(
                 str((item.get("spec") or {}).get("periodEnd")).replace("Z", "+00:00")
