@@ -127,6 +127,12 @@ class Compliance:
         current = {(f.uid, f.code.value) for f in findings}
         for key in set(self._violating_since) - current:
             del self._violating_since[key]
+        # Forget what no longer applies (an Event name ends with its pod's uid prefix); a finding
+        # that comes back finds its Event in place (409) and posts no second one.
+        uids = {f.uid[:8] for f in findings}
+        self._events = {name for name in self._events if name[-8:] in uids}
+        for name in set(self._tenant_status) - set(self.state.tenants):
+            del self._tenant_status[name]
 
     # Events
 

@@ -114,6 +114,7 @@ class UsageRecorder:
                 accelerators=sum(u.count for u in uses),
                 start=pod.status.start_time,
             )
+        self._seen &= self.state.known_pod_uids()  # a pod once gone never comes back
         for uid, interval in list(self.intervals.items()):
             if interval.end is None and uid not in running:
                 self.intervals[uid] = dataclasses.replace(interval, end=now)
