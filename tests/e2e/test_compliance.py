@@ -199,6 +199,57 @@ def test_a_valid_until_falling_during_the_test_is_reported_at_that_instant(clust
     assert parse(condition(cluster.get("exportlicense", lic), "Valid")["lastTransitionTime"]) == until
 
 
+# -- gradual rollout -------------------------------------------------------------------------
+OVERRIDES = """
+apiVersion: computegate.io/v1alpha1
+kind: CompliancePolicy
+metadata: {name: default}
+spec:
+  enforcement: Audit
+  overrides: [{tenants: [%s], enforcement: %s}]
+"""
+
+
+def test_switching_a_tenant_from_audit_to_enforce_turns_its_running_would_be_denials_into_violations(
+    cluster: Cluster,
+) -> None:
+    name = unique("rollout")
+    namespace = f"{name}-ml"
+    cluster.apply(tenant(name, "SA", namespaces=[namespace]))  # needs a license, holds none
+    cluster.apply(OVERRIDES % (name, "Audit"))
+    try:
+        wait_until(
+            lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+            what=f"the default ServiceAccount of {namespace}",
+        )
+        admitted = cluster.eventually(pod("would-be", namespace), "NoLicense")  # admitted, Audit
+        assert admitted.ok
+        assert cluster.create(pod("would-be", namespace)).code == "NoLicense"
+        wait_until(
+            lambda: (cluster.get("tenant", name).get("status") or {}).get("auditFindings") == 1,
+            timeout=SOON,
+            what="the Tenant's status to show one would-be violation",
+        )
+        assert cluster.get("tenant", name)["status"]["violations"] == 0
+
+        def violation_events() -> list[str]:
+            items = cluster.get("events", "-n", namespace, "--field-selector=reason=NoLicense")["items"]
+            return [str(e["message"]) for e in items if "so it is a violation" in str(e["message"])]
+
+        assert violation_events() == []
+
+        cluster.apply(OVERRIDES % (name, "Enforce"))
+        wait_until(
+            lambda: (cluster.get("tenant", name).get("status") or {}).get("violations") == 1,
+            timeout=SOON,
+            what="the would-be denial to become a violation",
+        )
+        assert cluster.get("tenant", name)["status"]["violationsByCode"] == {"NoLicense": 1}
+        wait_until(lambda: len(violation_events()) == 1, timeout=SOON, what="a violation Event on the pod")
+    finally:
+        cluster.apply(POLICY % "Report")
+
+
 # -- acted upon ------------------------------------------------------------------------------
 POLICY = """
 apiVersion: computegate.io/v1alpha1

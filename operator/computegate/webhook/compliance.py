@@ -119,7 +119,9 @@ class Compliance:
     async def publish(self, *, synced: bool = True) -> None:
         findings = self.findings
         for finding in findings:
-            await self._event(finding, finding.code.value, _violation_message(finding))
+            await self._event(
+                finding, finding.code.value, _violation_message(finding), audit=not finding.enforced
+            )
         await self._write_tenants(findings)
         await self._write_reports(findings)
         if synced and self.state.policy.spec.on_violation is OnViolation.EVICT:
@@ -136,8 +138,13 @@ class Compliance:
 
     # Events
 
-    async def _event(self, finding: Finding, reason: str, message: str, *, action: str = "Rejudge") -> None:
-        name = f"{finding.name[:200]}.cg-{reason.lower()}-{finding.uid[:8]}"
+    async def _event(
+        self, finding: Finding, reason: str, message: str, *, action: str = "Rejudge", audit: bool = False
+    ) -> None:
+        # One per pod, code and mode: a would-be violation (Audit) that becomes a violation
+        # (Enforce) gets an Event of its own.
+        mode = "-audit" if audit else ""
+        name = f"{finding.name[:190]}.cg-{reason.lower()}{mode}-{finding.uid[:8]}"
         if name in self._events:
             return
         now = self.clock().isoformat(timespec="microseconds").replace("+00:00", "Z")
