@@ -186,7 +186,7 @@ def test_uninstall_after_the_cleanup_hook_command_leaves_no_webhook_configuratio
         kept = client.ApiextensionsV1Api(admin).list_custom_resource_definition(
             label_selector="app.kubernetes.io/part-of=computegate"
         )
-        assert len(kept.items) == 4, "the CRDs (and so tenants and licenses) survive an uninstall"
+        assert len(kept.items) == 5, "the CRDs (and so tenants and licenses) survive an uninstall"
         assert tools.helm("list", "--namespace", NAMESPACE, "--short").stdout.strip() == ""
     finally:
         tools.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(access))
