@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup binaries run test lint unit e2e bench bench-quick manifests lock kind-demo clean
+.PHONY: setup binaries browser run test lint unit e2e bench bench-quick manifests lock kind-demo clean
 
 setup: $(VENV)/.installed
 
@@ -32,10 +32,15 @@ lint: setup
 	$(VENV)/bin/mypy --strict operator/computegate
 	$(VENV)/bin/lint-imports
 
-test: setup binaries lint
+# Chromium from the distribution's packages: a test renders `computegate report usage`'s HTML
+# with it, headless (tests/unit/test_usage_report.py fails, naming this, without it).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: setup binaries browser lint
 	COMPUTEGATE_ASSETS=$$(cat $(VENV)/assets-path) $(PY) -m pytest
 
-unit: setup binaries
+unit: setup binaries browser
 	$(PY) -m pytest -m "not e2e"
 
 # Every benchmark in one interleaved run (docs/benchmarks.md): the engine, the webhook's HTTPS

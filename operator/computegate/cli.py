@@ -34,6 +34,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             description="Reports computed by the engine from a state folder or a live cluster.",
         )
     )
+    from computegate import usagecli
+
+    usagecli.add_verify_arguments(
+        commands.add_parser(
+            "verify",
+            help="check the usage record's hash chain (and the chain heads in the API server's audit log)",
+            description="Exit 0 when every UsageRecord is intact, in order and none is missing; 1 otherwise.",
+        )
+    )
+    usagecli.add_usage_arguments(
+        commands.add_parser("usage", help="the usage record: export it to a folder (docs/compliance.md)")
+    )
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
     crds.set_defaults(handler=_print_crds)
     from computegate import chartgen, uninstall  # light: no kopf, no client until run

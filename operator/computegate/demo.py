@@ -12,7 +12,9 @@ users (client certificates), applying sample workloads:
 4. a Job holds capacity while it runs and frees it when it completes;
 5. two Deployments scaled at the same moment, each fitting the license alone but not both: one
    ReplicaSet's pod is refused (``FailedCreate``), and it grows once capacity is freed;
-6. with the policy switched to Audit, the same kind of pod is admitted with a warning.
+6. with the policy switched to Audit, the same kind of pod is admitted with a warning;
+7. back to Enforce, the license is revoked: its running pods are judged again at once, and the
+   admin (license and Tenant status) and the tenant (a Warning Event per pod) see it.
 
 Everything runs in a temporary folder and is stopped at the end; no process is left.
 """
@@ -46,6 +48,8 @@ _ANNOTATION_PREFIX = "computegate.io/"
 _NAMESPACE = "globex-ml"
 _LICENSE = "globex-h100"
 _H100_TPP = 15832.0
+_ENFORCE = '{"spec":{"enforcement":"Enforce"}}'
+_REVOKE = '{"spec":{"revoked":true,"revokedReason":"end-use check failed"}}'
 
 
 class _Demo:
@@ -220,6 +224,56 @@ class _Demo:
             and str((e.get("involvedObject") or {}).get("name", "")).startswith(("serve-a", "serve-b"))
         ]
 
+    def license_revoked(self, alice: Path) -> None:
+        """Back to Enforce, then the admin revokes globex's license: what each side then sees."""
+        result = self.kubectl("patch", "compliancepolicy", "default", "--type=merge", "-p", _ENFORCE)
+        self.show(
+            f"kubectl patch compliancepolicy default --type=merge -p '{_ENFORCE}'    # as the admin", result
+        )
+        result = self.kubectl("patch", "exportlicense", _LICENSE, "--type=merge", "-p", _REVOKE)
+        self.show(
+            f"kubectl patch exportlicense {_LICENSE} --type=merge -p '{_REVOKE}'    # as the admin", result
+        )
+
+        def reported() -> bool:
+            status = self.get("exportlicense", _LICENSE).get("status") or {}
+            conditions = {c.get("type"): c for c in status.get("conditions") or []}
+            return (conditions.get("Violations") or {}).get("status") == "True"
+
+        took = self.wait_until("the revocation to be reported", reported, timeout=30)
+        print(f"(reported {took:.1f}s after the revocation)")
+        print("\nWhat the admin sees:")
+        self.show(
+            f"kubectl get exportlicense {_LICENSE} -o wide",
+            self.kubectl("get", "exportlicense", _LICENSE, "-o", "wide"),
+            wrap=False,
+        )
+        self.show("kubectl get tenants", self.kubectl("get", "tenants"), wrap=False)
+        conditions = '{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\\n"}{end}'
+        self.show(
+            f"kubectl get exportlicense {_LICENSE} -o jsonpath='{{.status.conditions}}'",
+            self.kubectl("get", "exportlicense", _LICENSE, "-o", f"jsonpath={conditions}"),
+        )
+        print("\nWhat the tenant sees:")
+        columns = "POD:.involvedObject.name,REASON:.reason,MESSAGE:.message"
+        self.show(
+            f"kubectl get events -n {_NAMESPACE} --field-selector reason=LicenseRevoked -o custom-columns=..."
+            "    # as the tenant",
+            self.kubectl(
+                "get",
+                "events",
+                "-n",
+                _NAMESPACE,
+                "--field-selector",
+                "reason=LicenseRevoked",
+                "-o",
+                f"custom-columns={columns}",
+                user=alice,
+            ),
+        )
+        print("The pods keep running (CompliancePolicy onViolation: Report); with onViolation: Evict")
+        print("they would be evicted after evictionGracePeriod, PodDisruptionBudgets permitting.")
+
     def wait_for_audit(self, name: str) -> None:
         """Until the operator has seen the policy change (a server-side dry run warns)."""
         path = self.file(name)
@@ -323,6 +377,9 @@ def run_demo(*, examples: Path, keep: bool = False) -> int:
             "kubectl get events -A --field-selector reportingComponent=computegate -o custom-columns=...",
             events,
         )
+
+        demo.say("7. The license is revoked: its running pods are judged again at once")
+        demo.license_revoked(alice)
     finally:
         if keep:
             print(f"\nThe cluster keeps running: export KUBECONFIG={session.control_plane.kubeconfig_path}")

@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     remote.add_argument("--format", choices=("csv", "json"), default="csv")
     remote.set_defaults(handler=run)
+    from computegate import usagereport
+
+    usagereport.add_parser(reports)
 
 
 def run(args: argparse.Namespace) -> int:

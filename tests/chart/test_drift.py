@@ -27,7 +27,7 @@ def test_plain_manifests_hold_crds_and_policy_apart_and_leave_out_the_helm_only_
     crds = [doc for doc in yaml.safe_load_all((MANIFESTS / "crds.yaml").read_text()) if doc]
     rest = [doc for doc in yaml.safe_load_all((MANIFESTS / "computegate.yaml").read_text()) if doc]
     assert {doc["kind"] for doc in crds} == {"CustomResourceDefinition"}
-    assert len(crds) == 4
+    assert len(crds) == 5
     kinds = [doc["kind"] for doc in rest]
     assert "CompliancePolicy" not in kinds and "Namespace" not in kinds
     policies = [doc for doc in yaml.safe_load_all((MANIFESTS / "compliancepolicy.yaml").read_text()) if doc]

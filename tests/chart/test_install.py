@@ -85,7 +85,7 @@ def test_documented_helm_install_creates_the_release_objects_and_prints_next_ste
     crds = client.ApiextensionsV1Api(admin).list_custom_resource_definition(
         label_selector="app.kubernetes.io/part-of=computegate"
     )
-    assert len(crds.items) == 4
+    assert len(crds.items) == 5
     assert all(crd.metadata.annotations["helm.sh/resource-policy"] == "keep" for crd in crds.items)
 
 
@@ -230,7 +230,7 @@ def test_documented_uninstall_removes_the_webhook_configurations_without_any_hoo
         kept = client.ApiextensionsV1Api(admin).list_custom_resource_definition(
             label_selector="app.kubernetes.io/part-of=computegate"
         )
-        assert len(kept.items) == 4, "the CRDs (and so tenants and licenses) survive an uninstall"
+        assert len(kept.items) == 5, "the CRDs (and so tenants and licenses) survive an uninstall"
         assert tools.helm("list", "--namespace", NAMESPACE, "--short").stdout.strip() == ""
         policy = _policy(admin)
         assert policy["spec"]["countryGroups"] == {"watch": ["AE"]}, "the admin's policy stays"

@@ -453,3 +453,49 @@ def test_the_outage_policy_of_namespace_creations_is_a_value(offline_tools: Tool
     hooks = {hook["name"]: hook for hook in one(documents, "ValidatingWebhookConfiguration")["webhooks"]}
     assert hooks["namespace-creations.validate.computegate.io"]["failurePolicy"] == policy
     assert hooks["workloads.validate.computegate.io"]["failurePolicy"] == "Fail"
+
+
+def _operator_rules(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = one(documents, "ClusterRole", RELEASE)["rules"]
+    return rules
+
+
+def test_the_eviction_right_is_granted_only_when_evictions_are_enabled(offline_tools: Tools) -> None:
+    def evicts(documents: list[dict[str, Any]]) -> bool:
+        return any("pods/eviction" in rule["resources"] for rule in _operator_rules(documents))
+
+    assert not evicts(render(offline_tools))
+    assert evicts(render(offline_tools, "--set", "compliance.evictions=true"))
+
+
+def test_the_report_crd_is_installed_only_when_asked_and_the_operator_may_write_reports(
+    offline_tools: Tools,
+) -> None:
+    assert not [
+        d for d in render(offline_tools) if d.get("metadata", {}).get("name") == "reports.openreports.io"
+    ]
+    documents = render(offline_tools, "--set", "compliance.installReportCRD=true")
+    crd = one(documents, "CustomResourceDefinition", "reports.openreports.io")
+    assert crd["spec"]["group"] == "openreports.io" and crd["spec"]["versions"][0]["name"] == "v1alpha1"
+    rules = _operator_rules(documents)
+    assert any(rule["apiGroups"] == ["openreports.io"] and "create" in rule["verbs"] for rule in rules)
+    assert any(
+        rule["resources"] == ["tenants/status"] and rule["verbs"] == ["get", "update"] for rule in rules
+    )
+
+
+def test_the_policy_carries_on_violation_grace_and_overrides_from_values(offline_tools: Tools) -> None:
+    documents = render(
+        offline_tools,
+        "--set",
+        "policy.onViolation=Evict",
+        "--set",
+        "policy.evictionGracePeriod=10m",
+        "--set",
+        "policy.overrides[0].tenants[0]=globex",
+        "--set",
+        "policy.overrides[0].enforcement=Audit",
+    )
+    spec = one(documents, "CompliancePolicy", "default")["spec"]
+    assert spec["onViolation"] == "Evict" and spec["evictionGracePeriod"] == "10m"
+    assert spec["overrides"] == [{"tenants": ["globex"], "enforcement": "Audit"}]

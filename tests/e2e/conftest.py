@@ -36,6 +36,11 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
     userGroups: ["system:serviceaccounts:{OPERATOR_NAMESPACE}"]
+  # Pod creations, with the admission answers' audit annotations (the usage record's chain
+  # head, docs/compliance.md; tests/e2e/test_usage_audit.py).
+  - level: Metadata
+    verbs: ["create"]
+    resources: [{{group: "", resources: ["pods"]}}]
   - level: None
 """
 _PLANE = pytest.StashKey[ControlPlane]()

@@ -87,6 +87,7 @@ def test_computegate_crds_install_and_become_established(
         f"compliancepolicies.{GROUP}",
         f"exportlicenses.{GROUP}",
         f"tenants.{GROUP}",
+        f"usagerecords.{GROUP}",
     ]
     extensions = client.ApiextensionsV1Api(kube_admin)
     for name in computegate_crds:

@@ -64,6 +64,10 @@ def test_the_demo_shows_accept_reject_run_complete_scale_and_warn_and_stops_ever
     assert re.search(r"eval-\w+ 0/1 Completed", out), result.stdout
     assert "deployment.apps/serve-a scaled" in out or "deployment.apps/serve-b scaled" in out
     assert "Warning: Audit mode, would deny: [NoLicense]" in out and "computegate.io/decision: Audit" in out
+    # It ends with the license revoked: the admin sees the license's and the tenant's status, the
+    # tenant a Warning Event on each running pod.
+    assert "Violations=True LicenseRevoked" in out and "reported " in out
+    assert re.search(r"train-llm\s+LicenseRevoked\s+This running pod would be refused now", out), out
     assert "nothing is left running" in out
     assert demo.elapsed < 150, f"the demo took {demo.elapsed:.0f}s"
     assert not demo.leftovers, "a process of the demo is still running"

@@ -275,7 +275,11 @@ def test_license_status_shows_what_the_pods_that_exist_consume(cluster: Cluster,
     wait_until(lambda: consumed() == 2 * H100_TPP, what="status.consumedTPP")
     status = cluster.get("exportlicense", lic)["status"]
     assert status["headroomTPP"] == H100_TPP
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Valid": "True", "Exhausted": "False"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Valid": "True",
+        "Exhausted": "False",
+        "Violations": "False",  # no running pod under it would be refused now (docs/compliance.md)
+    }
     columns = cluster.kubectl("get", "exportlicense", lic).stdout
     assert "USED TPP" in columns and str(2 * H100_TPP) in columns
     assert cluster.kubectl("delete", "pod", "a", "-n", namespace, "--wait=false").returncode == 0

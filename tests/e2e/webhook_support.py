@@ -42,6 +42,8 @@ OPERATOR_SERVICE_ACCOUNT = "computegate"
 # Short, so that tests see a reservation without a pod go; the API server of these tests
 # answers every request long before it (the default, 120 s, is above its 60 s request timeout).
 RESERVATION_TTL = 10
+# A usage record every USAGE_PERIOD seconds (a day by default), so a test sees the chain grow.
+USAGE_PERIOD = 15
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 T4 = "Tesla-T4"
@@ -326,6 +328,7 @@ class Operator:
             f"--namespace={OPERATOR_NAMESPACE}",
             f"--reservation-ttl={RESERVATION_TTL}",
             "--reconcile-interval=2",
+            f"--usage-period={USAGE_PERIOD}",
         ]
         self.process = ManagedProcess.spawn("computegate-webhook", argv, log_path=self.log_path, detach=False)
         deadline = time.monotonic() + 60

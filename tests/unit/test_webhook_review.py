@@ -199,7 +199,12 @@ def test_license_status_shows_the_ledger_and_keeps_transition_times(make_state: 
     assert status["consumedTPP"] == round(15832 * 8 / 7, 6) and status["reservedTPP"] == round(15832 / 7, 6)
     assert status["headroomTPP"] == round(15832 * 6 / 7, 6) and status["reservations"] == 1
     assert status["state"] == "Active"
-    assert [c["status"] for c in status["conditions"]] == ["True", "False"]
+    assert [c["status"] for c in status["conditions"]] == [
+        "True",
+        "False",
+        "False",
+    ]  # Valid, Exhausted, Violations
+    assert status["violations"] == 0
     first = with_transition_times(status, None, NOW)
     later = with_transition_times(status, first, datetime(2026, 7, 1, tzinfo=UTC))
     assert later["conditions"] == first["conditions"]

@@ -381,17 +381,25 @@ async def test_the_mutating_patch_strips_forged_stamps_from_a_cronjobs_pod_templ
     assert mutated["metadata"]["annotations"]["computegate.io/decision"] == "Admitted"
 
 
-async def test_the_operator_keeps_only_pods_that_consume_a_license(webhook: Webhook) -> None:
+async def test_the_operator_keeps_only_pods_a_decision_stamped(webhook: Webhook) -> None:
     runtime = webhook.runtime
     cpu_only = {
         "metadata": {"name": "web", "namespace": "northwind"},
         "spec": {"containers": [{"name": "c"}]},
     }
-    unlicensed = gpu_pod("northwind", name="no-license-needed")
+    unstamped = gpu_pod("northwind", name="never-judged")
+    allowed = gpu_pod("northwind", name="no-license-needed")
+    allowed["metadata"]["annotations"] = {"computegate.io/code": "JurisdictionAllowed"}
     licensed = gpu_pod("globex", name="licensed")
-    licensed["metadata"]["annotations"] = {"computegate.io/license": "globex-lic"}
-    for body in (cpu_only, unlicensed, licensed):
+    licensed["metadata"]["annotations"] = {
+        "computegate.io/code": "Licensed",
+        "computegate.io/license": "globex-lic",
+    }
+    for body in (cpu_only, unstamped, allowed, licensed):
         runtime.upsert("Pod", body)
+    # Both stamped pods are judged again after admission; only the licensed one consumes.
+    assert set(runtime.state.pods) == {("globex", "licensed"), ("northwind", "no-license-needed")}
+    runtime.upsert("Pod", {**allowed, "metadata": {**allowed["metadata"], "annotations": {}}})
     assert set(runtime.state.pods) == {("globex", "licensed")}
     del licensed["metadata"]["annotations"]  # a stamp gone: the pod no longer counts
     runtime.upsert("Pod", licensed)

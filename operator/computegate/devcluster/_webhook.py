@@ -9,6 +9,8 @@ webhook configurations point at it.
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 import sys
 import time
@@ -83,6 +85,8 @@ def start_webhook(
         str(plane.data_dir / "webhook"),
         f"--namespace={OPERATOR_NAMESPACE}",
         *extra_args,
+        # More operator flags for trials and tests (docs/dev-cluster.md), e.g. --usage-period=10.
+        *shlex.split(os.environ.get("COMPUTEGATE_DEV_WEBHOOK_ARGS", "")),
     ]
     return session.start_process(name, argv)
 

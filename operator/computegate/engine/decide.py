@@ -23,6 +23,7 @@ from computegate.models.resources import (
     UnknownAcceleratorAction,
     UnknownTenantAction,
 )
+from computegate.vocabulary import LICENSE_ANNOTATION
 
 # The closest failure wins: a license that only lacks headroom is nearer to admitting the
 # workload than one that does not cover its model, and so on down to one not valid yet.
@@ -154,15 +155,44 @@ def _judge(
     verdict = _first_match(
         state, workload, fp, demand if demand is not None else fp.controlled_usage, at, prefer
     )
-    if verdict.allowed or state.policy.enforcement is not Enforcement.AUDIT:
+    return _enforced(state, verdict)
+
+
+def _enforced(state: ClusterState, verdict: Verdict) -> Verdict:
+    """A would-be denial is admitted when the tenant's enforcement (its override, else the
+    cluster's) is Audit."""
+    if verdict.allowed or state.policy.enforcement_for(verdict.tenant) is not Enforcement.AUDIT:
         return verdict
     return verdict.model_copy(
         update={"allowed": True, "audit": True, "warnings": (f"Audit mode, would deny: {verdict.message}",)}
     )
 
 
+def judge_running(state: ClusterState, pod: Pod, *, at: datetime) -> Verdict:
+    """Judge a pod that is already running, as if it were created now (DESIGN.md "After
+    admission"), without its caps: a running pod's own use is already in what its license has
+    consumed, so the caller (``computegate.engine.compliance``) checks caps over all the running
+    pods at once, oldest first. A pod stamped with a license is judged under that license only
+    (its use stays counted there); one stamped with none is judged against all of its tenant's.
+    """
+    stamped = pod.metadata.annotations.get(LICENSE_ANNOTATION)
+    only = stamped if stamped and stamped in state.licenses else None
+    fp = footprint(state, pod)
+    return _enforced(
+        state, _first_match(state, pod, fp, fp.controlled_usage, at, only, only=only, caps=False)
+    )
+
+
 def _first_match(
-    state: ClusterState, workload: Workload, fp: Footprint, demand: Usage, at: datetime, prefer: str | None
+    state: ClusterState,
+    workload: Workload,
+    fp: Footprint,
+    demand: Usage,
+    at: datetime,
+    prefer: str | None,
+    *,
+    only: str | None = None,
+    caps: bool = True,
 ) -> Verdict:
     policy = state.policy
     namespace = workload.metadata.namespace or ""
@@ -231,6 +261,8 @@ def _first_match(
         return verdict(Code.PROHIBITED, say.prohibited(where))
 
     licenses = state.licenses_of(tenant.metadata.name)
+    if only is not None:
+        licenses = [lic for lic in licenses if lic.metadata.name == only]
     if not licenses:
         return verdict(Code.NO_LICENSE, say.no_license(where, demand))
     # The usable license that expires first, then by name: check in that order, stop at the first.
@@ -239,7 +271,7 @@ def _first_match(
         licenses, key=lambda lic: (lic.metadata.name != prefer, lic.spec.valid_until, lic.metadata.name)
     )
     for lic in order:
-        failure = _license_failure(state, lic, fp, demand, at)
+        failure = _license_failure(state, lic, fp, demand if caps else None, at)
         if failure is None:
             headroom = _headroom(state, lic)
             return verdict(
@@ -274,8 +306,9 @@ def _headroom(state: ClusterState, lic: ExportLicense) -> Usage:
 
 
 def _license_failure(
-    state: ClusterState, lic: ExportLicense, fp: Footprint, demand: Usage, at: datetime
+    state: ClusterState, lic: ExportLicense, fp: Footprint, demand: Usage | None, at: datetime
 ) -> Code | None:
+    """The license's first failing check; ``demand`` None: the cap is not checked."""
     spec = lic.spec
     if spec.revoked:
         return Code.LICENSE_REVOKED
@@ -288,6 +321,8 @@ def _license_failure(
         for use in fp.controlled
     ):
         return Code.LICENSE_SCOPE
+    if demand is None:
+        return None
     headroom = _headroom(state, lic)
     # A tiny tolerance: fractional MIG shares must not fail a cap they exactly meet.
     if demand.tpp > headroom.tpp + 1e-9 or demand.accelerators > headroom.accelerators + 1e-9:

@@ -68,6 +68,10 @@ class EffectivePolicy:
     def enforcement(self) -> Enforcement:
         return self.spec.enforcement
 
+    def enforcement_for(self, tenant: str | None) -> Enforcement:
+        """The tenant's enforcement: its override in ``spec.overrides``, else the cluster's."""
+        return self.spec.enforcement_for(tenant)
+
     @property
     def controlled_bands(self) -> frozenset[str]:
         return self._controlled_bands

@@ -81,8 +81,42 @@ _LICENSE_STATUS: JsonSchema = {
         "Kept by the operator (docs/webhook.md, the license ledger): ledger (committed figures and "
         "in-flight reservations by pod uid, written by compare-and-swap), consumedTPP, "
         "consumedAccelerators, reservedTPP, reservations, headroomTPP, headroomAccelerators, state "
-        "(Active, Exhausted, Expired, Revoked, NotYetValid) and conditions (Valid, Exhausted)."
+        "(Active, Exhausted, Expired, Revoked, NotYetValid), violations (running pods under it the "
+        "engine would refuse now) and conditions (Valid, Exhausted, Violations)."
     ),
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+
+_TENANT_STATUS: JsonSchema = {
+    "type": "object",
+    "description": (
+        "Kept by the operator (docs/compliance.md): namespaces (resolved to this tenant), conflicts "
+        "(namespaces another tenant claims too), licenses, consumedTPP, consumedAccelerators, "
+        "violations (running pods the engine would refuse now), auditFindings (the same, under Audit "
+        "enforcement), violationsByCode and conditions (Compliant, NamespaceConflict)."
+    ),
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+
+_USAGE_RECORD_SPEC: JsonSchema = {
+    "type": "object",
+    "description": (
+        "One tenant's controlled compute in one period (a day by default), written once by the "
+        "elected operator replica (docs/compliance.md): tenant, periodStart, periodEnd, licenses "
+        "(name to tppHours and acceleratorHours, as decimal strings), admissions and denials by "
+        "reason code, sequence, previousHash and hash (SHA-256 of the canonical JSON of the rest)."
+    ),
+    "required": ["tenant", "periodStart", "periodEnd", "sequence", "previousHash", "hash"],
+    "properties": {
+        "tenant": {"type": "string", "description": "The Tenant whose use this is"},
+        "periodStart": {"type": "string", "description": "Start of the period (RFC 3339), inclusive"},
+        "periodEnd": {"type": "string", "description": "End of the period (RFC 3339), exclusive"},
+        "sequence": {"type": "integer", "minimum": 0, "description": "Place in the chain, from 0"},
+        "previousHash": {"type": "string", "description": "hash of the record before (0s for the first)"},
+        "hash": {"type": "string", "description": "SHA-256 of this record's canonical JSON without hash"},
+    },
     "x-kubernetes-preserve-unknown-fields": True,
 }
 
@@ -141,7 +175,7 @@ def _crd(
 
 
 def crd_manifests() -> list[dict[str, Any]]:
-    """The four CRDs, in the order they are installed."""
+    """The five CRDs, in the order they are installed."""
     license_spec = spec_schema(ExportLicenseSpec)
     license_spec["x-kubernetes-validations"] = [
         {
@@ -163,8 +197,10 @@ def crd_manifests() -> list[dict[str, Any]]:
                 _column("Jurisdiction", ".spec.jurisdiction"),
                 _column("Parent", ".spec.parentJurisdiction"),
                 _column("KYC", ".spec.kyc.status"),
+                _column("Violations", ".status.violations", "integer"),
                 _column("Display Name", ".spec.displayName", priority=1),
             ],
+            status=_TENANT_STATUS,
         ),
         _crd(
             kind="ExportLicense",
@@ -180,6 +216,7 @@ def crd_manifests() -> list[dict[str, Any]]:
                 _column("Headroom TPP", ".status.headroomTPP", "number"),
                 _column("Valid Until", ".spec.validUntil"),
                 _column("State", ".status.state"),
+                _column("Violations", ".status.violations", "integer", priority=1),
                 _column("Revoked", ".spec.revoked", "boolean", priority=1),
                 _column("Authority", ".spec.authority", priority=1),
                 _column("Valid From", ".spec.validFrom", priority=1),
@@ -200,6 +237,22 @@ def crd_manifests() -> list[dict[str, Any]]:
                     "rule": "self.metadata.name == 'default'",
                     "message": "the CompliancePolicy must be named default",
                 }
+            ],
+        ),
+        _crd(
+            kind="UsageRecord",
+            plural="usagerecords",
+            short_names=["cgusage"],
+            spec=_USAGE_RECORD_SPEC,
+            columns=[
+                _column("Tenant", ".spec.tenant"),
+                _column("From", ".spec.periodStart"),
+                _column("Until", ".spec.periodEnd"),
+                _column("Sequence", ".spec.sequence", "integer"),
+                _column("Hash", ".spec.hash", priority=1),
+            ],
+            root_rules=[
+                {"rule": "self.spec == oldSelf.spec", "message": "a usage record cannot be changed"},
             ],
         ),
         _crd(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -18,6 +19,8 @@ class ObjectMeta(WireModel):
     uid: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
 
 
 class ResourceRequirements(WireModel):
@@ -99,6 +102,7 @@ class PodSpec(WireModel):
 
 class PodStatus(WireModel):
     phase: str | None = None
+    start_time: datetime | None = None
 
 
 class Pod(WireModel):

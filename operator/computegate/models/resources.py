@@ -6,6 +6,7 @@ Field names are the API (DESIGN.md); the CRD schemas are generated from these mo
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -14,6 +15,16 @@ from pydantic import Field, model_validator
 from computegate.models.base import ApiModel, CountryCode, Timestamp, WireModel
 from computegate.models.kube import ObjectMeta
 from computegate.vocabulary import BANDS, Band
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(text: str) -> float:
+    """A Go-style duration (``90s``, ``5m``, ``1h30m``) in seconds."""
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
 
 GROUP = "computegate.io"
 VERSION = "v1alpha1"
@@ -53,6 +64,11 @@ class DeviceAccessAction(StrEnum):
     JUDGE = "Judge"  # it asks for every accelerator of its node (worst case over the candidates)
     DENY = "Deny"  # refused with DeviceAccessWithoutRequest
     ALLOW = "Allow"  # not ComputeGate's business (the node's settings are trusted)
+
+
+class OnViolation(StrEnum):
+    REPORT = "Report"
+    EVICT = "Evict"
 
 
 def _all_bands() -> list[Band]:
@@ -164,6 +180,14 @@ class BandwidthControl(ApiModel):
         return self
 
 
+class TenantOverride(ApiModel):
+    """Enforcement for some tenants, over the cluster default (named here by an admin, never
+    taken from a label a tenant can edit)."""
+
+    tenants: list[str] = Field(min_length=1, description="Tenant names this override applies to")
+    enforcement: Enforcement = Field(description="Enforce or Audit for these tenants")
+
+
 class CompliancePolicySpec(ApiModel):
     """The cluster's policy (one, named default): which countries need a license, and how strictly."""
 
@@ -207,6 +231,29 @@ class CompliancePolicySpec(ApiModel):
         default=None,
         description="License requirements that follow bandwidth; absent = the built-in list, [] = none",
     )
+    on_violation: OnViolation = Field(
+        default=OnViolation.REPORT,
+        description="A running pod judged a violation is: Report(ed), or Evict(ed) after the grace period",
+    )
+    eviction_grace_period: str = Field(
+        default="5m",
+        pattern=DURATION_PATTERN,
+        description="How long a violation is reported before the pod is evicted (Evict), e.g. 30s, 5m, 1h",
+    )
+    overrides: list[TenantOverride] = Field(
+        default_factory=list,
+        description="Per-tenant enforcement over spec.enforcement; the first override naming a tenant wins",
+    )
+
+    @property
+    def grace_seconds(self) -> float:
+        return duration_seconds(self.eviction_grace_period)
+
+    def enforcement_for(self, tenant: str | None) -> Enforcement:
+        for override in self.overrides:
+            if tenant is not None and tenant in override.tenants:
+                return override.enforcement
+        return self.enforcement
 
 
 class AcceleratorProfileSpec(ApiModel):

@@ -64,7 +64,9 @@ class Kube:
         self.urgent.shutdown(wait=False, cancel_futures=True)
         self.api.close()
 
-    async def _urgently(self, call: Callable[[], T]) -> T:
+    async def _urgently(self, call: Callable[[], T], urgent: bool = True) -> T:
+        if not urgent:  # background writers (compliance, usage record) stay off the admission path's threads
+            return await asyncio.to_thread(call)
         return await asyncio.get_running_loop().run_in_executor(self.urgent, call)
 
     # ----- calls (all run in a thread) -----
@@ -97,7 +99,7 @@ class Kube:
         data: dict[str, Any] = json.loads(response.data)
         return data
 
-    async def get(self, path: str) -> dict[str, Any] | None:
+    async def get(self, path: str, *, urgent: bool = True) -> dict[str, Any] | None:
         """The object at ``path``, or None when there is none."""
 
         def call() -> dict[str, Any] | None:
@@ -108,9 +110,9 @@ class Kube:
                     return None
                 raise
 
-        return await self._urgently(call)
+        return await self._urgently(call, urgent)
 
-    async def put(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def put(self, path: str, body: Mapping[str, Any], *, urgent: bool = True) -> dict[str, Any]:
         """Replace; with ``metadata.resourceVersion`` a compare-and-swap (``Conflict`` when lost)."""
 
         def call() -> dict[str, Any]:
@@ -121,9 +123,9 @@ class Kube:
                     raise Conflict(path) from None
                 raise
 
-        return await self._urgently(call)
+        return await self._urgently(call, urgent)
 
-    async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def post(self, path: str, body: Mapping[str, Any], *, urgent: bool = True) -> dict[str, Any]:
         def call() -> dict[str, Any]:
             try:
                 return self._call("POST", path, body)
@@ -132,7 +134,19 @@ class Kube:
                     raise Conflict(path) from None
                 raise
 
-        return await self._urgently(call)
+        return await self._urgently(call, urgent)
+
+    async def delete(self, path: str, *, urgent: bool = False) -> None:
+        """Delete the object at ``path``; one already gone is not an error."""
+
+        def call() -> None:
+            try:
+                self._call("DELETE", path)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        await self._urgently(call, urgent)
 
     async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         workload = WORKLOAD_BY_PLURAL.get(plural)

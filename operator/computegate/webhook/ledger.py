@@ -22,18 +22,21 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
 from computegate.engine import ClusterState, consumption
+from computegate.engine.compliance import Finding, next_change
 from computegate.engine.ledger import LEDGER_KEY, Ledger, ReserveRequest, exact, expired, reconcile, reserve
 from computegate.models.resources import GROUP, VERSION
 from computegate.webhook import licenses
+from computegate.webhook.compliance import Compliance
 from computegate.webhook.kube import Conflict, Kube
 from computegate.webhook.observe import Metrics
+from computegate.webhook.usage import HEAD_ANNOTATION, UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +161,9 @@ class Election:
     renew_every: float = 5.0
     clock: Clock = _now
     leading: asyncio.Event = field(default_factory=asyncio.Event)
+    # The usage record's chain head rides on the Lease: the leader writes it as an annotation,
+    # every replica reads it there (``computegate.webhook.usage``).
+    usage: UsageRecorder | None = None
     _renewed: datetime | None = None
 
     @property
@@ -203,6 +209,8 @@ class Election:
                 await self.kube.post(f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases", body)
                 self._lead(now)
             return
+        if self.usage is not None:
+            await self.usage.read_head(lease)
         spec = dict(lease.get("spec") or {})
         holder = spec.get("holderIdentity")
         renewed = spec.get("renewTime")
@@ -218,8 +226,12 @@ class Election:
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
             logger.info("Taking the lease %s/%s from %s", self.namespace, self.name, holder or "nobody")
         spec.update(holderIdentity=self.identity, renewTime=stamp, leaseDurationSeconds=self.lease_seconds)
+        metadata = dict(lease.get("metadata") or {})
+        if self.usage is not None and self.usage.head is not None:
+            head = f"{self.usage.head[0]}:{self.usage.head[1]}"
+            metadata["annotations"] = {**(metadata.get("annotations") or {}), HEAD_ANNOTATION: head}
         try:
-            await self.kube.put(self.path, {**lease, "spec": spec})
+            await self.kube.put(self.path, {**lease, "metadata": metadata, "spec": spec})
         except Conflict:
             return  # someone else renewed or took it between our read and our write
         self._lead(now)
@@ -241,26 +253,62 @@ class Reconciler:
     election: Election
     ttl: timedelta = timedelta(seconds=120)
     clock: Clock = _now
+    compliance: Compliance | None = None  # running pods judged again (DESIGN.md "After admission")
+    usage: UsageRecorder | None = None  # the usage record (docs/compliance.md)
     _gauged: set[tuple[str, str]] = field(default_factory=set)
 
     async def run(self, changed: asyncio.Event, *, interval: float) -> None:
-        """Reconcile after every change (debounced) and at least every ``interval`` seconds."""
+        """Reconcile after every change (debounced), at least every ``interval`` seconds, and at
+        the instant a license's validity changes on its own (its validFrom or validUntil)."""
         while True:
             changed.clear()
+            findings = self.compliance.judge() if self.compliance is not None else []
+            by_license: dict[str, list[Finding]] = {}
+            for finding in findings:
+                if finding.license:
+                    by_license.setdefault(finding.license, []).append(finding)
             if self.election.is_leader:
                 for name in sorted(self.state.licenses):
                     try:
-                        await self.reconcile_one(name)
+                        await self.reconcile_one(name, findings=by_license.get(name, ()))
                     except Conflict:
                         changed.set()  # an admission swapped in between: look again soon
                     except Exception as error:
                         logger.warning("Could not reconcile ExportLicense %s: %s", name, error)
+                if self.compliance is not None:
+                    try:
+                        await self.compliance.publish()
+                    except Exception as error:
+                        logger.warning("Could not publish the compliance findings: %s", error)
+            if self.usage is not None:
+                self.usage.observe()
+                if self.election.is_leader:
+                    try:
+                        await self.usage.flush()
+                    except Exception as error:
+                        logger.warning("Could not write the usage record: %s", error)
             self.refresh_gauges()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=interval)
+                await asyncio.wait_for(changed.wait(), timeout=self._until_next(interval))
             await asyncio.sleep(0.2)  # a burst of pod events becomes one pass
 
-    async def reconcile_one(self, name: str, *, fresh: Mapping[str, Any] | None = None) -> None:
+    def _until_next(self, interval: float) -> float:
+        now = self.clock()
+        moments = [next_change(self.state, after=now)]
+        if self.usage is not None:
+            moments.append(self.usage.next_flush())
+        soonest = min((m for m in moments if m is not None), default=None)
+        if soonest is None:
+            return interval
+        return max(0.0, min(interval, (soonest - now).total_seconds()))
+
+    async def reconcile_one(
+        self,
+        name: str,
+        *,
+        fresh: Mapping[str, Any] | None = None,
+        findings: Sequence[Finding] = (),
+    ) -> None:
         cached = self.state.licenses.get(name)
         if cached is None:
             return
@@ -287,7 +335,7 @@ class Reconciler:
             at=now,
             ttl=self.ttl,
         )
-        wanted = {**licenses.license_status(cached, new, now), LEDGER_KEY: new.to_status()}
+        wanted = {**licenses.license_status(cached, new, now, findings), LEDGER_KEY: new.to_status()}
         if licenses.comparable(wanted) == licenses.comparable(status):
             return
         dropped = set(ledger.reservations) - set(new.reservations) - seen

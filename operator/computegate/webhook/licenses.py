@@ -7,9 +7,11 @@ subresource, and only when they change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from computegate.engine.compliance import Finding
 from computegate.engine.ledger import Ledger
 from computegate.models.resources import ExportLicense
 
@@ -34,8 +36,13 @@ def _validity(lic: ExportLicense, at: datetime) -> tuple[str, str, str, str | No
     return "True", "Active", f"valid until {_stamp(spec.valid_until)}", _stamp(spec.valid_from)
 
 
-def license_status(lic: ExportLicense, ledger: Ledger, at: datetime) -> dict[str, Any]:
-    """The display fields: used, reserved, headroom, a state at a glance, and conditions."""
+def license_status(
+    lic: ExportLicense, ledger: Ledger, at: datetime, findings: Sequence[Finding] = ()
+) -> dict[str, Any]:
+    """The display fields: used, reserved, headroom, a state at a glance, and conditions.
+
+    ``findings``: the running pods under the license that the engine would refuse now
+    (``computegate.engine.compliance``); the enforced ones are its violations."""
     spec = lic.spec
     used_tpp = float(ledger.committed_tpp)
     used_count = float(ledger.committed_accelerators)
@@ -64,8 +71,36 @@ def license_status(lic: ExportLicense, ledger: Ledger, at: datetime) -> dict[str
             "reason": "CapReached" if full else "HeadroomLeft",
             "message": f"{_number(used_tpp)} of {_number(spec.max_tpp)} TPP used",
         },
+        _violations_condition(findings),
     ]
+    status["violations"] = sum(1 for finding in findings if finding.enforced)
+    audited = sum(1 for finding in findings if not finding.enforced)
+    if audited:
+        status["auditFindings"] = audited
     return status
+
+
+def _violations_condition(findings: Sequence[Finding]) -> dict[str, Any]:
+    """True while running pods under the license would be refused now; since the instant the
+    license itself gives when it can (its validUntil for an expiry)."""
+    enforced = [finding for finding in findings if finding.enforced]
+    if not enforced:
+        message = "no running pod under it would be refused now"
+        if findings:
+            message += f" ({len(findings)} would be, under Audit enforcement)"
+        return {"type": "Violations", "status": "False", "reason": "NoViolations", "message": message}
+    codes = sorted({finding.code.value for finding in enforced})
+    pods = ", ".join(f"{f.namespace}/{f.name}" for f in enforced[:5]) + (" ..." if len(enforced) > 5 else "")
+    condition: dict[str, Any] = {
+        "type": "Violations",
+        "status": "True",
+        "reason": codes[0] if len(codes) == 1 else "Several",
+        "message": f"{len(enforced)} running pod(s) would be refused now ({', '.join(codes)}): {pods}",
+    }
+    since = [finding.since for finding in enforced if finding.since is not None]
+    if since and len(since) == len(enforced):
+        condition["lastTransitionTime"] = _stamp(min(since))
+    return condition
 
 
 def with_transition_times(

@@ -27,6 +27,7 @@ from computegate.catalog import builtin_catalog
 from computegate.engine import ClusterState
 from computegate.webhook import configuration
 from computegate.webhook.certs import ServingFiles, ensure_serving_files
+from computegate.webhook.compliance import Compliance
 from computegate.webhook.handlers import REGISTRY
 from computegate.webhook.health import serve_health
 from computegate.webhook.kube import Kube
@@ -36,6 +37,7 @@ from computegate.webhook.options import Options
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
 from computegate.webhook.server import WebhookServer
+from computegate.webhook.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -149,13 +151,24 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     ca_changed = asyncio.Event()
     runtime = build_runtime(options, ca_changed=ca_changed)
-    election = Election(runtime.kube, options.namespace)
+    usage = UsageRecorder(
+        runtime.kube,
+        runtime.state,
+        period=timedelta(seconds=options.usage_period),
+        retention=timedelta(days=options.usage_retention_days),
+    )
+    runtime.usage = usage
+    election = Election(runtime.kube, options.namespace, usage=usage)
     reconciler = Reconciler(
         runtime.kube,
         runtime.state,
         runtime.metrics,
         election,
         ttl=timedelta(seconds=options.reservation_ttl),
+        compliance=Compliance(
+            runtime.kube, runtime.state, runtime.metrics, evictions_per_minute=options.evictions_per_minute
+        ),
+        usage=usage,
     )
     background: list[Awaitable[None]] = [
         election.run(),

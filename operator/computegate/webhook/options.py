@@ -29,6 +29,9 @@ class Options:
     reload_interval: float = 2.0
     reconcile_interval: float = 10.0  # the ledger's reconciler looks at least this often
     reservation_ttl: float = 120.0  # longer than the API server's request timeout (60 s)
+    usage_period: float = 86400.0  # one usage record per tenant and period (a day)
+    usage_retention_days: float = 35.0  # records older than this are deleted (export them first)
+    evictions_per_minute: float = 10.0  # onViolation: Evict, at most this many
     settle_within: float = 3.0  # a reservation not settled by then is refused as retryable
     ledger: bool = True  # off only to measure what the ledger costs (bench/)
     log_level: str = "info"
@@ -125,6 +128,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.reconcile_interval,
         help="seconds between the ledger reconciler's passes when nothing changes",
     )
+    parser.add_argument(
+        "--usage-period",
+        type=float,
+        default=d.usage_period,
+        help="seconds per usage record of a tenant (default a day; shorter only for tests)",
+    )
+    parser.add_argument(
+        "--usage-retention-days",
+        type=float,
+        default=d.usage_retention_days,
+        help=f"days a UsageRecord is kept in the cluster (default {d.usage_retention_days:g}); export first",
+    )
+    parser.add_argument(
+        "--evictions-per-minute",
+        type=float,
+        default=d.evictions_per_minute,
+        help="at most this many evictions of violating pods a minute (onViolation: Evict)",
+    )
 
     parser.add_argument(
         "--log-level",
@@ -169,4 +190,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ledger=args.ledger == "on",
         log_level=args.log_level,
         log_format=args.log_format,
+        usage_period=args.usage_period,
+        usage_retention_days=args.usage_retention_days,
+        evictions_per_minute=args.evictions_per_minute,
     )

@@ -418,7 +418,7 @@ class Reviewer:
                 "so it no longer fits. Free capacity (delete or scale down workloads under the license) "
                 "or ask a cluster admin for a larger license; a retry chooses a license again."
             )
-        if self.state.policy.enforcement is Enforcement.AUDIT:
+        if self.state.policy.enforcement_for(verdict.tenant) is Enforcement.AUDIT:
             audited = verdict.model_copy(update={"audit": True, "license": None})
             warning = f"Audit mode, would deny: {message}"
             return Outcome(

@@ -20,7 +20,12 @@ import kopf
 from computegate.engine import ClusterState, Code
 from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
-from computegate.vocabulary import CONTROLLERS, LICENSE_ANNOTATION, SCALABLE, WORKLOAD_BY_PLURAL
+from computegate.vocabulary import (
+    CODE_ANNOTATION,
+    CONTROLLERS,
+    SCALABLE,
+    WORKLOAD_BY_PLURAL,
+)
 from computegate.webhook.admission import AdmissionRequest, affinity_patch, annotations_patch, answer
 from computegate.webhook.configuration import (
     MUTATE_WORKLOADS,
@@ -36,6 +41,7 @@ from computegate.webhook.ledger import LedgerWriter
 from computegate.webhook.observe import Metrics, event_for, log_decision
 from computegate.webhook.review import NOT_READY, Outcome, Request, Reviewer
 from computegate.webhook.server import WebhookServer
+from computegate.webhook.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 _WATCH = Path("<watch>")
@@ -50,6 +56,7 @@ class Runtime:
     kube: Kube
     server: WebhookServer
     ledger: LedgerWriter | None  # None only to measure what the ledger costs
+    usage: UsageRecorder | None = None  # the usage record: its chain head goes in audit annotations
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -70,9 +77,10 @@ class Runtime:
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        if kind == "Pod" and LICENSE_ANNOTATION not in (meta.get("annotations") or {}):
-            # Only pods admitted under a license consume one: the rest (CPU-only pods, and
-            # accelerator pods no license was needed for) are neither parsed nor kept.
+        if kind == "Pod" and CODE_ANNOTATION not in (meta.get("annotations") or {}):
+            # Only accelerator pods a decision stamped are kept: those under a license consume
+            # it, and all of them are judged again after admission. CPU-only pods are neither
+            # parsed nor kept.
             if (str(meta.get("namespace") or ""), str(meta.get("name") or "")) in self.state.pods:
                 self.state.remove(kind, str(meta.get("name") or ""), meta.get("namespace"))
                 self.licenses_changed.set()
@@ -87,7 +95,16 @@ class Runtime:
             self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
         else:
             self.state.upsert(obj)
-        if kind in {"ExportLicense", "Pod", "CompliancePolicy", "AcceleratorProfile", "Node"}:
+        # What a license's consumption, or a running pod's judgement, depends on.
+        if kind in {
+            "ExportLicense",
+            "Pod",
+            "CompliancePolicy",
+            "AcceleratorProfile",
+            "Node",
+            "Tenant",
+            "Namespace",
+        }:
             self.licenses_changed.set()
 
     def on_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -105,7 +122,7 @@ class Runtime:
         if event_type == "DELETED":
             meta = body.get("metadata") or {}
             self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
-            if kind in {"ExportLicense", "Pod"}:
+            if kind in {"ExportLicense", "Pod", "Tenant", "Namespace", "CompliancePolicy"}:
                 self.licenses_changed.set()
 
     # ----- admission -----
@@ -143,6 +160,8 @@ class Runtime:
             message=outcome.message,
             code=outcome.http_code,
             warnings=outcome.warnings,
+            # The usage record's chain head, into the API server's audit log (docs/compliance.md).
+            audit_annotations=self.usage.audit_annotations() if self.usage is not None else None,
         )
 
     async def _reserved(self, outcome: Outcome) -> Outcome:
@@ -203,6 +222,8 @@ class Runtime:
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         self.metrics.record(outcome, seconds)
+        if self.usage is not None and not outcome.allowed and not outcome.request.dry_run:
+            self.usage.denied(outcome.verdict.tenant if outcome.verdict else None, outcome.code)
         log_decision(self.decisions, outcome, seconds)
         event = event_for(outcome)
         if event is not None:

@@ -1,0 +1,363 @@
+"""Continuous compliance on the full dev cluster (docs/compliance.md): running pods judged again
+when what decided them changes, reported (Events, license and Tenant status, openreports.io
+Reports) and, with ``onViolation: Evict``, evicted through the Eviction API.
+
+One ``computegate dev up`` for the module (controllers, scheduler, kwok, webhook), with the
+chart's openreports.io Report CRD installed. Each test makes its own tenant and license; the
+eviction test changes the cluster's policy and puts it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from computegate.devcluster import ControlPlane, find_binaries
+from tests.e2e.webhook_support import CHART, H100_TPP, Cluster, license, pod, tenant, unique, wait_until
+
+pytestmark = pytest.mark.e2e
+
+STATE = Path(__file__).parent / "data" / "cluster" / "state"
+SOON = 10.0  # "within seconds", with room for a loaded machine
+USAGE_PERIOD = 10  # seconds per usage record here (a day by default)
+
+
+def _computegate(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "computegate", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+
+
+def _report_crd(plane: ControlPlane) -> str:
+    assert plane.binaries.helm is not None
+    return subprocess.run(
+        [
+            *(str(plane.binaries.helm), "template", "computegate", str(CHART)),
+            *("--set", "compliance.installReportCRD=true", "--show-only", "templates/openreports-crd.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    find_binaries(require_cluster=True)
+    data_dir = tmp_path_factory.mktemp("compliance-dev")
+    os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"] = f"--usage-period={USAGE_PERIOD}"
+    try:
+        up = _computegate("dev", "up", "--state", str(STATE), f"--data-dir={data_dir}")
+    finally:
+        del os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"]
+    try:
+        assert up.returncode == 0, up.stderr
+        plane = ControlPlane.attach(data_dir)
+        assert plane is not None
+        cluster = Cluster(plane)
+        cluster.apply(_report_crd(plane))
+        yield cluster
+    finally:
+        down = _computegate("dev", "down", "--data-dir", str(data_dir))
+        assert down.returncode == 0, down.stderr
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def licensed(cluster: Cluster, gpus: int, **license_fields: Any) -> tuple[str, str, str]:
+    """A Saudi tenant (needs a license) with an H100 license: (tenant, namespace, license)."""
+    name = unique("c")
+    namespace = f"{name}-ml"
+    cluster.apply(tenant(name, "SA", namespaces=[namespace]))
+    cluster.apply(license(f"{name}-lic", name, max_tpp=gpus * H100_TPP, **license_fields))
+    wait_until(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+        what=f"the default ServiceAccount of {namespace}",
+    )
+    return name, namespace, f"{name}-lic"
+
+
+def start(cluster: Cluster, namespace: str, *names: str, labels: dict[str, str] | None = None) -> None:
+    for name in names:
+        body = yaml.safe_load(pod(name, namespace))
+        if labels:
+            body["metadata"]["labels"] = labels
+        result = cluster.create(yaml.safe_dump(body))
+        assert result.code == "Licensed", result.stderr
+
+    def all_running() -> bool:
+        items = cluster.get("pods", "-n", namespace)["items"]
+        phases = {p["metadata"]["name"]: p["status"].get("phase") for p in items}
+        return all(phases.get(name) == "Running" for name in names)
+
+    wait_until(all_running, timeout=60, what=f"pods {names} running in {namespace}")
+
+
+def warnings(cluster: Cluster, namespace: str, reason: str) -> dict[str, dict[str, Any]]:
+    """The Warning Events of ``reason`` by the pod they are about."""
+    items = cluster.get("events", "-n", namespace, f"--field-selector=reason={reason}")["items"]
+    return {event["involvedObject"]["name"]: event for event in items if event.get("type") == "Warning"}
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for found in (obj.get("status") or {}).get("conditions") or []:
+        if found.get("type") == kind:
+            return dict(found)
+    return {}
+
+
+def reports(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    items = cluster.get("reports.openreports.io", "-n", namespace)["items"]
+    return {report["scope"]["name"]: report for report in items}
+
+
+def parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+# -- reported --------------------------------------------------------------------------------
+def test_revoking_a_license_reports_its_running_pods_within_seconds(cluster: Cluster) -> None:
+    name, namespace, lic = licensed(cluster, 2)
+    start(cluster, namespace, "train-a", "train-b")
+    wait_until(lambda: (cluster.get("tenant", name).get("status") or {}).get("namespaces") == [namespace])
+    assert warnings(cluster, namespace, "LicenseRevoked") == {}
+
+    patch = {"spec": {"revoked": True, "revokedReason": "end-user check failed"}}
+    assert (
+        cluster.kubectl("patch", "exportlicense", lic, "--type=merge", "-p", json.dumps(patch)).returncode
+        == 0
+    )
+    revoked_at = time.monotonic()
+
+    wait_until(
+        lambda: set(warnings(cluster, namespace, "LicenseRevoked")) == {"train-a", "train-b"},
+        timeout=SOON,
+        what="a LicenseRevoked Warning Event on each running pod",
+    )
+    wait_until(
+        lambda: condition(cluster.get("exportlicense", lic), "Violations").get("status") == "True",
+        timeout=SOON,
+        what="the license's Violations condition",
+    )
+    status = cluster.get("exportlicense", lic)["status"]
+    assert status["violations"] == 2 and condition({"status": status}, "Violations")["reason"] == (
+        "LicenseRevoked"
+    )
+    wait_until(
+        lambda: (cluster.get("tenant", name).get("status") or {}).get("violations") == 2,
+        timeout=SOON,
+        what="the Tenant's status to count two violations",
+    )
+    tenant_status = cluster.get("tenant", name)["status"]
+    assert tenant_status["violationsByCode"] == {"LicenseRevoked": 2}
+    assert tenant_status["licenses"] == [lic]
+    assert condition({"status": tenant_status}, "Compliant")["status"] == "False"
+    wait_until(
+        lambda: set(reports(cluster, namespace)) == {"train-a", "train-b"},
+        timeout=SOON,
+        what="an openreports.io Report per pod",
+    )
+    report = reports(cluster, namespace)["train-a"]
+    assert report["summary"]["fail"] == 1 and report["results"][0]["rule"] == "LicenseRevoked"
+    assert report["metadata"]["ownerReferences"][0]["kind"] == "Pod"
+    assert time.monotonic() - revoked_at < 2 * SOON  # all of it (kubectl takes its time too)
+
+    # Deduplicated: further passes (the reconciler runs after every change) post no second Event.
+    cluster.apply(tenant(name, "SA", namespaces=[namespace]))
+    time.sleep(3)
+    events = cluster.get("events", "-n", namespace, "--field-selector=reason=LicenseRevoked")["items"]
+    assert len(events) == 2
+
+
+def test_a_valid_until_falling_during_the_test_is_reported_at_that_instant(cluster: Cluster) -> None:
+    until = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+    stamp = until.isoformat().replace("+00:00", "Z")
+    _, namespace, lic = licensed(cluster, 1, valid_until=stamp)
+    start(cluster, namespace, "short-lived")
+    assert datetime.now(UTC) < until, "the pod took too long to start for this test"
+    assert condition(cluster.get("exportlicense", lic), "Violations").get("status") != "True"
+
+    wait_until(
+        lambda: "short-lived" in warnings(cluster, namespace, "LicenseExpired"),
+        timeout=(until - datetime.now(UTC)).total_seconds() + 5,
+        what="the expiry to be reported",
+    )
+    noticed = datetime.now(UTC)
+    assert noticed - until < timedelta(seconds=5), f"reported {noticed - until} after validUntil"
+    violations = condition(cluster.get("exportlicense", lic), "Violations")
+    assert violations["status"] == "True" and violations["reason"] == "LicenseExpired"
+    assert parse(violations["lastTransitionTime"]) == until
+    assert parse(condition(cluster.get("exportlicense", lic), "Valid")["lastTransitionTime"]) == until
+
+
+# -- gradual rollout -------------------------------------------------------------------------
+OVERRIDES = """
+apiVersion: computegate.io/v1alpha1
+kind: CompliancePolicy
+metadata: {name: default}
+spec:
+  enforcement: Audit
+  overrides: [{tenants: [%s], enforcement: %s}]
+"""
+
+
+def test_switching_a_tenant_from_audit_to_enforce_turns_its_running_would_be_denials_into_violations(
+    cluster: Cluster,
+) -> None:
+    name = unique("rollout")
+    namespace = f"{name}-ml"
+    cluster.apply(tenant(name, "SA", namespaces=[namespace]))  # needs a license, holds none
+    cluster.apply(OVERRIDES % (name, "Audit"))
+    try:
+        wait_until(
+            lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+            what=f"the default ServiceAccount of {namespace}",
+        )
+        admitted = cluster.eventually(pod("would-be", namespace), "NoLicense")  # admitted, Audit
+        assert admitted.ok
+        assert cluster.create(pod("would-be", namespace)).code == "NoLicense"
+        wait_until(
+            lambda: (cluster.get("tenant", name).get("status") or {}).get("auditFindings") == 1,
+            timeout=SOON,
+            what="the Tenant's status to show one would-be violation",
+        )
+        assert cluster.get("tenant", name)["status"]["violations"] == 0
+
+        def violation_events() -> list[str]:
+            items = cluster.get("events", "-n", namespace, "--field-selector=reason=NoLicense")["items"]
+            return [str(e["message"]) for e in items if "so it is a violation" in str(e["message"])]
+
+        assert violation_events() == []
+
+        cluster.apply(OVERRIDES % (name, "Enforce"))
+        wait_until(
+            lambda: (cluster.get("tenant", name).get("status") or {}).get("violations") == 1,
+            timeout=SOON,
+            what="the would-be denial to become a violation",
+        )
+        assert cluster.get("tenant", name)["status"]["violationsByCode"] == {"NoLicense": 1}
+        wait_until(lambda: len(violation_events()) == 1, timeout=SOON, what="a violation Event on the pod")
+    finally:
+        cluster.apply(POLICY % "Report")
+
+
+# -- acted upon ------------------------------------------------------------------------------
+POLICY = """
+apiVersion: computegate.io/v1alpha1
+kind: CompliancePolicy
+metadata: {name: default}
+spec: {enforcement: Enforce, onViolation: %s, evictionGracePeriod: 2s}
+"""
+
+
+def test_evict_evicts_a_violating_pod_and_a_pdb_blocks_it_and_is_reported(cluster: Cluster) -> None:
+    _, namespace, lic = licensed(cluster, 2)
+    start(cluster, namespace, "guarded", labels={"app": "guarded"})
+    start(cluster, namespace, "free")
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guarded", "namespace": namespace},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+    }
+    cluster.apply(yaml.safe_dump(pdb))
+    wait_until(
+        lambda: (
+            (cluster.get("pdb", "guarded", "-n", namespace).get("status") or {}).get("currentHealthy") == 1
+        ),
+        timeout=30,
+        what="the disruption controller to observe the PodDisruptionBudget",
+    )
+    cluster.apply(POLICY % "Evict")
+    try:
+        patch = {"spec": {"revoked": True}}
+        assert (
+            cluster.kubectl("patch", "exportlicense", lic, "--type=merge", "-p", json.dumps(patch)).returncode
+            == 0
+        )
+        wait_until(
+            lambda: "free" in warnings(cluster, namespace, "Evicted"),
+            timeout=30,
+            what="the unguarded pod to be evicted",
+        )
+        wait_until(
+            lambda: all(
+                p["metadata"]["name"] != "free" or p["metadata"].get("deletionTimestamp")
+                for p in cluster.get("pods", "-n", namespace)["items"]
+            ),
+            timeout=30,
+            what="the evicted pod to go",
+        )
+        wait_until(
+            lambda: "guarded" in warnings(cluster, namespace, "EvictionBlocked"),
+            timeout=30,
+            what="EvictionBlocked on the pod a PodDisruptionBudget protects",
+        )
+        guarded = cluster.get("pod", "guarded", "-n", namespace)
+        assert not guarded["metadata"].get("deletionTimestamp")
+    finally:
+        cluster.apply(POLICY % "Report")
+
+
+# -- the usage record ------------------------------------------------------------------------
+def records_of(cluster: Cluster, tenant_name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get("usagerecords", "-l", f"computegate.io/tenant={tenant_name}")[
+        "items"
+    ]
+    return items
+
+
+def test_usage_figures_equal_the_pods_run_interval_times_its_tpp_and_verify_catches_an_edit(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    name, namespace, lic = licensed(cluster, 1)
+    start(cluster, namespace, "meter")
+    started = parse(cluster.get("pod", "meter", "-n", namespace)["status"]["startTime"])
+    time.sleep(4)
+    assert cluster.kubectl("delete", "pod", "meter", "-n", namespace, "--wait=true").returncode == 0
+    ended = datetime.now(UTC)
+    # The period (USAGE_PERIOD seconds here, a day by default) that held the end must close first.
+    wait_until(
+        lambda: any(parse(r["spec"]["periodEnd"]) >= ended for r in records_of(cluster, name)),
+        timeout=USAGE_PERIOD + 10,
+        what="the usage records of the periods the pod ran in",
+    )
+    records = records_of(cluster, name)
+    tpp_hours = sum(float(r["spec"]["licenses"].get(lic, {}).get("tppHours", 0)) for r in records)
+    accelerator_hours = sum(
+        float(r["spec"]["licenses"].get(lic, {}).get("acceleratorHours", 0)) for r in records
+    )
+    expected_seconds = (ended - started).total_seconds()
+    # startTime has whole seconds; the end is when the operator saw the pod go (under a second).
+    assert abs(tpp_hours * 3600 / H100_TPP - expected_seconds) < 2.5, (tpp_hours, expected_seconds)
+    assert abs(accelerator_hours * 3600 - expected_seconds) < 2.5
+    assert sum(r["spec"]["admissions"].get("Licensed", 0) for r in records) == 1
+
+    verify = _computegate("verify", f"--kubeconfig={cluster.plane.kubeconfig_path}")
+    assert verify.returncode == 0, verify.stderr
+    # A record cannot be changed through the API ...
+    first = records[0]["metadata"]["name"]
+    edit = {"spec": {"licenses": {lic: {"tppHours": "0.000001"}}}}
+    refused = cluster.kubectl("patch", "usagerecord", first, "--type=merge", "-p", json.dumps(edit))
+    assert refused.returncode != 0 and "cannot be changed" in refused.stderr
+    # ... and an edit of an exported copy (or of etcd behind the API's back) is caught.
+    exported = _computegate(
+        "usage", "export", "--to", str(tmp_path), f"--kubeconfig={cluster.plane.kubeconfig_path}"
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert _computegate("verify", "--folder", str(tmp_path)).returncode == 0
+    path = tmp_path / f"{first}.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["spec"]["licenses"] = {lic: {"tppHours": "0.000001", "acceleratorHours": "0.000001"}}
+    path.write_text(yaml.safe_dump(body))
+    caught = _computegate("verify", "--folder", str(tmp_path))
+    assert caught.returncode == 1 and "edited" in caught.stderr

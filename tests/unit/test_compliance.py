@@ -1,0 +1,237 @@
+"""Running pods judged again after admission (DESIGN.md "After admission"), engine only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from computegate.engine import Code
+from computegate.engine.compliance import next_change, rejudge
+from computegate.models.resources import duration_seconds
+from tests.unit.conftest import NOW, StateFactory, license_, node, obj, pod, tenant
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+H100_TPP = 15832
+
+
+def running(name: str, minute: int, *, license_name: str | None = "lic", gpus: int = 1) -> dict[str, Any]:
+    body = pod(name, "team", gpus=gpus, nodeName="h100-node")
+    annotations = {"computegate.io/code": "Licensed" if license_name else "JurisdictionAllowed"}
+    if license_name:
+        annotations["computegate.io/license"] = license_name
+    body["metadata"].update(
+        annotations=annotations,
+        uid=f"uid-{name}",
+        creationTimestamp=f"2026-05-01T00:{minute:02d}:00Z",
+    )
+    body["status"] = {"phase": "Running"}
+    return body
+
+
+def restricted(**kwargs: Any) -> dict[str, Any]:
+    return tenant("acme", "CN", namespaces=["team"], **kwargs)
+
+
+def policy(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "computegate.io/v1alpha1",
+        "kind": "CompliancePolicy",
+        "metadata": {"name": "default"},
+        "spec": spec,
+    }
+
+
+def test_pods_under_a_valid_license_within_its_cap_are_not_violations(make_state: StateFactory) -> None:
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", max_tpp=2 * H100_TPP),
+        running("a", 1),
+        running("b", 2),
+    )
+    assert rejudge(state, at=NOW) == []
+
+
+def test_a_revoked_license_makes_every_pod_under_it_a_violation(make_state: StateFactory) -> None:
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", revoked=True),
+        running("a", 1),
+        running("b", 2),
+    )
+    findings = rejudge(state, at=NOW)
+    assert [(f.name, f.code, f.enforced, f.evictable) for f in findings] == [
+        ("a", Code.LICENSE_REVOKED, True, True),
+        ("b", Code.LICENSE_REVOKED, True, True),
+    ]
+    assert findings[0].license == "lic" and findings[0].tenant == "acme"
+
+
+def test_a_lowered_cap_makes_the_newest_pods_beyond_it_the_violations(make_state: StateFactory) -> None:
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", max_tpp=2 * H100_TPP),
+        running("newest", 9),
+        running("oldest", 1),
+        running("middle", 5),
+    )
+    findings = rejudge(state, at=NOW)
+    assert [(f.name, f.code) for f in findings] == [("newest", Code.LICENSE_CAP_EXCEEDED)]
+    assert "beyond the cap" in findings[0].message
+
+
+def test_a_pod_is_not_counted_twice_against_its_own_license(make_state: StateFactory) -> None:
+    # Exactly at the cap: one pod using all of it is within the cap, though the license's
+    # consumption already includes that pod.
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", max_tpp=H100_TPP), running("a", 1)
+    )
+    assert rejudge(state, at=NOW) == []
+
+
+def test_an_expired_license_is_reported_from_its_valid_until(make_state: StateFactory) -> None:
+    until = "2026-05-31T12:00:00Z"
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", valid_until=until), running("a", 1)
+    )
+    (finding,) = rejudge(state, at=NOW)
+    assert finding.code is Code.LICENSE_EXPIRED
+    assert finding.since is not None and finding.since.isoformat().startswith("2026-05-31T12:00")
+
+
+def test_the_timer_fires_at_the_next_valid_until(make_state: StateFactory) -> None:
+    state = make_state(license_("lic", "acme", valid_until="2026-06-01T00:05:00Z"))
+    assert next_change(state, after=NOW) == NOW + timedelta(minutes=5)
+    assert next_change(state, after=NOW + timedelta(minutes=5)) is None
+
+
+def test_a_tenant_whose_kyc_fails_has_its_running_pods_reported_but_never_for_missing_state(
+    make_state: StateFactory,
+) -> None:
+    state = make_state(
+        node("h100-node", H100), restricted(kyc="Failed"), license_("lic", "acme"), running("a", 1)
+    )
+    (finding,) = rejudge(state, at=NOW)
+    assert finding.code is Code.KYC_INCOMPLETE and finding.evictable
+    state.remove("Tenant", "acme")
+    (finding,) = rejudge(state, at=NOW)
+    assert finding.code is Code.UNKNOWN_TENANT and not finding.evictable
+
+
+def test_a_parent_in_a_prohibited_country_makes_an_allowed_pod_a_violation(make_state: StateFactory) -> None:
+    state = make_state(
+        node("h100-node", H100),
+        tenant("acme", "FR", namespaces=["team"], parent="IR"),
+        running("a", 1, license_name=None),
+    )
+    (finding,) = rejudge(state, at=NOW)
+    assert finding.code is Code.PROHIBITED and finding.license is None
+
+
+def test_a_running_pod_stays_under_the_license_it_is_counted_under(make_state: StateFactory) -> None:
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", revoked=True),
+        license_("other", "acme"),
+        running("a", 1),
+    )
+    (finding,) = rejudge(state, at=NOW)
+    assert finding.code is Code.LICENSE_REVOKED and finding.license == "lic"
+
+
+def test_an_audit_override_makes_a_tenants_findings_would_be_violations_and_enforce_makes_them_violations(
+    make_state: StateFactory,
+) -> None:
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", revoked=True),
+        running("a", 1),
+        policy(overrides=[{"tenants": ["acme"], "enforcement": "Audit"}]),
+    )
+    (finding,) = rejudge(state, at=NOW)
+    assert not finding.enforced and not finding.evictable
+
+    state.upsert(
+        obj(policy(enforcement="Audit", overrides=[{"tenants": ["acme"], "enforcement": "Enforce"}]))
+    )
+    (finding,) = rejudge(state, at=NOW)
+    assert finding.enforced and finding.evictable
+
+
+def test_finished_pods_are_not_judged(make_state: StateFactory) -> None:
+    done = running("a", 1)
+    done["status"] = {"phase": "Succeeded"}
+    state = make_state(node("h100-node", H100), restricted(), license_("lic", "acme", revoked=True), done)
+    assert rejudge(state, at=NOW) == []
+
+
+def test_grace_periods_read_as_go_durations() -> None:
+    assert duration_seconds("1h30m") == 5400 and duration_seconds("45s") == 45
+
+
+# ----- how a finding shows (the pure parts of webhook/compliance.py and webhook/licenses.py) -----
+def test_the_license_status_carries_a_violations_condition_dated_at_valid_until(
+    make_state: StateFactory,
+) -> None:
+    from computegate.engine.ledger import Ledger
+    from computegate.webhook.licenses import license_status
+
+    until = "2026-05-31T12:00:00Z"
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", valid_until=until), running("a", 1)
+    )
+    status = license_status(state.licenses["lic"], Ledger(), NOW, rejudge(state, at=NOW))
+    violations = next(c for c in status["conditions"] if c["type"] == "Violations")
+    assert status["violations"] == 1 and violations["status"] == "True"
+    assert violations["reason"] == "LicenseExpired" and violations["lastTransitionTime"] == until
+    assert "team/a" in violations["message"]
+
+
+def test_the_tenant_status_resolves_namespaces_and_names_conflicts(make_state: StateFactory) -> None:
+    from computegate.webhook.compliance import tenant_status
+
+    labelled = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shared", "labels": {"computegate.io/tenant": "other"}},
+    }
+    state = make_state(
+        node("h100-node", H100),
+        tenant("acme", "CN", namespaces=["team", "shared"]),
+        tenant("other", "FR", namespaces=[]),
+        labelled,
+        license_("lic", "acme", revoked=True),
+        running("a", 1),
+    )
+    status = tenant_status(state, "acme", set(), rejudge(state, at=NOW))
+    assert status["namespaces"] == ["team"]
+    assert status["conflicts"] == [{"namespace": "shared", "tenants": ["acme", "other"]}]
+    assert status["licenses"] == ["lic"] and status["consumedTPP"] == H100_TPP
+    assert status["violations"] == 1 and status["violationsByCode"] == {"LicenseRevoked": 1}
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (
+        conditions["Compliant"]["status"] == "False" and conditions["NamespaceConflict"]["status"] == "True"
+    )
+
+
+def test_a_report_is_owned_by_its_pod_and_has_kyvernos_shape(make_state: StateFactory) -> None:
+    from computegate.webhook.compliance import report, report_results
+
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", revoked=True), running("a", 1)
+    )
+    (finding,) = rejudge(state, at=NOW)
+    body = report("team", "a", "uid-a", report_results(finding, NOW))
+    assert body["apiVersion"] == "openreports.io/v1alpha1" and body["kind"] == "Report"
+    assert body["metadata"]["name"] == "uid-a"
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "a", "uid": "uid-a"}
+    ]
+    assert body["scope"]["kind"] == "Pod" and body["summary"]["fail"] == 1
+    (result,) = body["results"]
+    assert result["policy"] == "computegate-export-controls" and result["rule"] == "LicenseRevoked"
+    assert result["result"] == "fail" and result["properties"]["license"] == "lic"
