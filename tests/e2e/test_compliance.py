@@ -43,6 +43,7 @@ def _report_crd(plane: ControlPlane) -> str:
         [
             *(str(plane.binaries.helm), "template", "computegate", str(CHART)),
             *("--set", "compliance.installReportCRD=true", "--show-only", "templates/openreports-crd.yaml"),
+            *("--kube-version", "1.30.0"),  # a source-built helm defaults to v1.20, below kubeVersion
         ],
         capture_output=True,
         text=True,
