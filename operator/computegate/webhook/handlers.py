@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 REGISTRY = kopf.OperatorRegistry()
 
 # What the ClusterState is made of: (group, version or None for the preferred one, plural, kind).
+# Pods are not here: there are many, and Kopf's index start-up grows with the square of the
+# objects; ``podwatch`` lists and watches them.
 WATCHED = (
     ("computegate.io", "v1alpha1", "tenants", "Tenant"),
     ("computegate.io", "v1alpha1", "exportlicenses", "ExportLicense"),
@@ -23,7 +25,6 @@ WATCHED = (
     ("computegate.io", "v1alpha1", "acceleratorprofiles", "AcceleratorProfile"),
     ("", "v1", "namespaces", "Namespace"),
     ("", "v1", "nodes", "Node"),
-    ("", "v1", "pods", "Pod"),
     ("resource.k8s.io", None, "resourceclaims", "ResourceClaim"),
     ("resource.k8s.io", None, "resourceclaimtemplates", "ResourceClaimTemplate"),
     ("resource.k8s.io", None, "deviceclasses", "DeviceClass"),

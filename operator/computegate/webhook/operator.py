@@ -34,6 +34,7 @@ from computegate.webhook.kube import Kube
 from computegate.webhook.ledger import Election, LedgerWriter, Reconciler
 from computegate.webhook.observe import Metrics, configure_decision_log, configure_logging
 from computegate.webhook.options import Options
+from computegate.webhook.podwatch import PodWatch
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
 from computegate.webhook.server import WebhookServer
@@ -170,7 +171,9 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
         ),
         usage=usage,
     )
+    pods = PodWatch(runtime.kube.configuration, on_pod=runtime.pod_event, on_listed=runtime.pods_listed)
     background: list[Awaitable[None]] = [
+        pods.run(),
         election.run(),
         reconcile_when_synced(runtime, reconciler, interval=options.reconcile_interval),
     ]

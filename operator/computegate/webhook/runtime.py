@@ -58,6 +58,7 @@ class Runtime:
     ledger: LedgerWriter | None  # None only to measure what the ledger costs
     usage: UsageRecorder | None = None  # the usage record: its chain head goes in audit annotations
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    _synced_parts: set[str] = field(default_factory=set)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -107,18 +108,39 @@ class Runtime:
         }:
             self.licenses_changed.set()
 
+    def pod_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A pod from our own LIST or WATCH (``podwatch``)."""
+        if event_type == "DELETED":
+            self.on_event("Pod", event_type, body)
+        else:
+            self.upsert("Pod", body)
+
+    def pods_listed(self, listed: set[tuple[str, str]]) -> None:
+        """After a complete LIST: the pods kept that it did not return are gone."""
+        for namespace, name in [key for key in self.state.pods if key not in listed]:
+            self.state.remove("Pod", name, namespace)
+            self.licenses_changed.set()
+        self._sync_part("pods")
+
+    def _sync_part(self, part: str) -> None:
+        # Ready only once Kopf's indexes and our pod LIST have both read the whole state.
+        self._synced_parts.add(part)
+        if self.synced.is_set() or not {"kopf", "pods"} <= self._synced_parts:
+            return
+        self.synced.set()
+        self.metrics.synced.set(1)
+        logger.info(
+            "State synced: %d tenants, %d licenses, %d nodes, %d pods kept",
+            len(self.state.tenants),
+            len(self.state.licenses),
+            len(self.state.nodes),
+            len(self.state.pods),
+        )
+
     def on_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         # Kopf calls event handlers only once every index has listed its objects.
-        if not self.synced.is_set():
-            self.synced.set()
-            self.metrics.synced.set(1)
-            logger.info(
-                "State synced: %d tenants, %d licenses, %d nodes, %d pods",
-                len(self.state.tenants),
-                len(self.state.licenses),
-                len(self.state.nodes),
-                len(self.state.pods),
-            )
+        if "kopf" not in self._synced_parts:
+            self._sync_part("kopf")
         if event_type == "DELETED":
             meta = body.get("metadata") or {}
             self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
