@@ -59,7 +59,10 @@ class PodWatch:
 
     def _headers(self) -> dict[str, str]:
         # Read each time: an in-cluster token is rotated on disk and the client's hook re-reads it.
-        token = self.configuration.get_api_key_with_prefix("authorization")
+        c = self.configuration
+        token = c.get_api_key_with_prefix("authorization") or c.get_api_key_with_prefix("BearerToken")
+        if token and not token.lower().startswith("bearer "):
+            token = f"Bearer {token}"
         return {"Accept": "application/json", **({"Authorization": token} if token else {})}
 
     async def run(self) -> None:
