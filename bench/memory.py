@@ -36,6 +36,7 @@ from typing import Any
 from bench.common import Target, attack, free_port, http_ok, rss_mib
 
 LICENSE_ANNOTATION = "computegate.io/license"
+CODE_ANNOTATION = "computegate.io/code"  # the operator keeps only pods a decision stamped
 H100 = "NVIDIA-H100-80GB-HBM3"
 JURISDICTIONS = ["CN", "SG", "US", "AE", "MO", "DE", "VN", "IN"]
 
@@ -116,7 +117,7 @@ def objects(scale: Scale) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         container: dict[str, Any] = {"name": "main", "image": "registry.example/app:1"}
         spec: dict[str, Any] = {"containers": [container], "nodeName": f"node-{p % scale.nodes}"}
         if p % scale.gpu_share == 0:
-            meta["annotations"] = {LICENSE_ANNOTATION: f"license-{tenant}-0"}
+            meta["annotations"] = {LICENSE_ANNOTATION: f"license-{tenant}-0", CODE_ANNOTATION: "Licensed"}
             container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
             spec["nodeSelector"] = {"nvidia.com/gpu.product": H100}
         else:
