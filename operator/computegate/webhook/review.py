@@ -116,6 +116,19 @@ class Outcome:
         meta = _metadata(self.request.body)
         return str(meta.get("name") or meta.get("generateName") or "")
 
+    @classmethod
+    def of(cls, request: Request, verdict: Verdict, decision_id: str) -> Outcome:
+        """The outcome the verdict alone gives: its answer, code, message and warnings."""
+        return cls(
+            request,
+            verdict.allowed,
+            verdict.code.value,
+            verdict.message,
+            decision_id,
+            verdict=verdict,
+            warnings=verdict.warnings,
+        )
+
     @property
     def would_deny(self) -> bool:
         """Denied, or admitted only because of Audit: what gets an Event."""
@@ -335,15 +348,7 @@ class Reviewer:
             verdict = self._verdict(request, keep_stamped_license=True)
         except InvalidObject as error:
             return self._invalid(request, error, decision_id)
-        outcome = Outcome(
-            request,
-            verdict.allowed,
-            verdict.code.value,
-            verdict.message,
-            decision_id,
-            verdict=verdict,
-            warnings=verdict.warnings,
-        )
+        outcome = Outcome.of(request, verdict, decision_id)
         if not verdict.allowed:
             return outcome
         if request.operation == "CREATE" and (views_differ := self._views_differ(outcome, current)):
@@ -589,15 +594,7 @@ class Reviewer:
         # was admitted and cannot grow: an ephemeral container that reaches more is refused.
         verdict = decide(self.state, pod, at=self.clock())
         if verdict.code is not Code.LICENSED:
-            return Outcome(
-                request,
-                verdict.allowed,
-                verdict.code.value,
-                verdict.message,
-                decision_id,
-                verdict=verdict,
-                warnings=verdict.warnings,
-            )
+            return Outcome.of(request, verdict, decision_id)
         code = Code.DEVICE_ACCESS_WITHOUT_REQUEST
         message = (
             f"[{code.value}] An ephemeral container of Pod {pod.metadata.namespace}/{pod.metadata.name} "
