@@ -115,8 +115,8 @@ PROMETHEUS_OPERATOR_STAND_INS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def prometheus_operator_api(tools: Tools, release: Release) -> None:
+def serve_prometheus_operator_api(tools: Tools) -> None:
+    """Install the stand-in Prometheus Operator CRDs and wait until the API server serves them."""
     tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(PROMETHEUS_OPERATOR_STAND_INS))
     tools.kubectl(
         "wait",
@@ -125,6 +125,11 @@ def prometheus_operator_api(tools: Tools, release: Release) -> None:
         "crd/servicemonitors.monitoring.coreos.com",
         "crd/prometheusrules.monitoring.coreos.com",
     )
+
+
+@pytest.fixture(scope="module")
+def prometheus_operator_api(tools: Tools, release: Release) -> None:
+    serve_prometheus_operator_api(tools)
 
 
 def _namespace(admin: Any, name: str) -> None:

@@ -158,7 +158,7 @@ def test_documented_helm_upgrade_updates_the_crds_and_keeps_the_admins_policy_an
 def test_documented_monitoring_upgrade_creates_the_service_monitor_alerts_and_dashboard(
     tools: Tools, release: Release, admin: Any
 ) -> None:
-    from tests.chart.test_dry_run import PROMETHEUS_OPERATOR_STAND_INS
+    from tests.chart.test_dry_run import serve_prometheus_operator_api
 
     # Without the Prometheus Operator's API the objects are skipped, and helm status says so.
     skipped = tools.helm(
@@ -175,14 +175,7 @@ def test_documented_monitoring_upgrade_creates_the_service_monitor_alerts_and_da
         "prometheusRule.enabled=true",
     )
     assert "kind: PrometheusRule" not in skipped.stdout
-    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(PROMETHEUS_OPERATOR_STAND_INS))
-    tools.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "crd/prometheusrules.monitoring.coreos.com",
-    )
+    serve_prometheus_operator_api(tools)
     shown = tools.sh(docs.block("helm-monitoring")).stdout
     assert f"servicemonitor.monitoring.coreos.com/{RELEASE}" in shown
     assert f"prometheusrule.monitoring.coreos.com/{RELEASE}" in shown

@@ -114,21 +114,18 @@ class Kube:
 
     async def put(self, path: str, body: Mapping[str, Any], *, urgent: bool = True) -> dict[str, Any]:
         """Replace; with ``metadata.resourceVersion`` a compare-and-swap (``Conflict`` when lost)."""
-
-        def call() -> dict[str, Any]:
-            try:
-                return self._call("PUT", path, body)
-            except ApiException as error:
-                if error.status == 409:
-                    raise Conflict(path) from None
-                raise
-
-        return await self._urgently(call, urgent)
+        return await self._write("PUT", path, body, urgent=urgent)
 
     async def post(self, path: str, body: Mapping[str, Any], *, urgent: bool = True) -> dict[str, Any]:
+        """Create; ``Conflict`` when the object exists already."""
+        return await self._write("POST", path, body, urgent=urgent)
+
+    async def _write(
+        self, method: str, path: str, body: Mapping[str, Any], *, urgent: bool
+    ) -> dict[str, Any]:
         def call() -> dict[str, Any]:
             try:
-                return self._call("POST", path, body)
+                return self._call(method, path, body)
             except ApiException as error:
                 if error.status == 409:
                     raise Conflict(path) from None
