@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.webhook_support import (  # fixtures are imported by name for pytest to find them
+from tests.e2e.webhook_support import (
     Cluster,
     Operator,
-    cluster_fixture,  # noqa: F401  (the fixture `cluster`)
-    operator_fixture,  # noqa: F401  (the fixture `operator`)
     pod,
     tenant,
     unique,

@@ -16,8 +16,6 @@ import yaml
 from tests.e2e.webhook_support import (
     Cluster,
     Operator,
-    cluster_fixture,  # noqa: F401  (the fixture `cluster`)
-    operator_fixture,  # noqa: F401  (the fixture `operator`)
     pod,
     tenant,
     unique,

@@ -6,16 +6,14 @@ import json
 
 import pytest
 
-from tests.e2e.webhook_support import (  # fixtures are imported by name for pytest to find them
+from tests.e2e.webhook_support import (
     H100_TPP,
     Cluster,
     Operator,
     bind_tenant_user,
-    cluster_fixture,  # noqa: F401  (the fixture `cluster`)
     deployment,
     license,
     licensed_tenant,
-    operator_fixture,  # noqa: F401  (the fixture `operator`)
     pod,
     tenant,
     unique,
