@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from computegate.engine import ClusterState, Code, Verdict, decide, decide_update
-from computegate.engine.footprint import device_access, placement_pin
+from computegate.engine.asks import device_access
+from computegate.engine.footprint import placement_pin
 from computegate.engine.selection import MAX_SELECTOR_SIZE, selector_size
 from computegate.models.kube import Controller, Pod, ResourceClaim, ResourceClaimTemplate, Workload
 from computegate.models.resources import DeviceAccessAction, Enforcement
