@@ -26,7 +26,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from computegate.devcluster import ControlPlane
-from computegate.webhook import selftls
+from computegate.webhook import selftls, tlsplan
 from computegate.webhook.configuration import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION
 from tests.chart.conftest import NAMESPACE, RELEASE, Release
 from tests.identities import token_kubeconfig
@@ -242,7 +242,7 @@ def test_operator_service_account_runs_the_self_managed_tls_code_itself(
     renewed = selftls.sync_once(operator, now=datetime.now(UTC) + timedelta(days=75), **common)  # update it
     assert renewed.ca_cert == first.ca_cert and renewed.tls_cert != first.tls_cert
     stored = core_admin.read_namespaced_secret(SECRET, NAMESPACE)
-    assert selftls.TlsMaterial.from_secret_data(stored.data) == renewed
+    assert tlsplan.TlsMaterial.from_secret_data(stored.data) == renewed
     admission = client.AdmissionregistrationV1Api(admin)
     for configuration in (
         admission.read_validating_webhook_configuration(VALIDATING_CONFIGURATION),
@@ -325,7 +325,7 @@ def test_the_real_operator_becomes_ready_with_only_the_chart_service_account(
     # The API server's view: the served certificate is trusted by the injected bundle, for the
     # Service's DNS name, and it is the one in the Secret.
     stored = client.CoreV1Api(admin).read_namespaced_secret(SECRET, NAMESPACE)
-    material = selftls.TlsMaterial.from_secret_data(stored.data)
+    material = tlsplan.TlsMaterial.from_secret_data(stored.data)
     assert material is not None and served is not None
     assert ssl.DER_cert_to_PEM_cert(served).encode() == material.tls_cert
     bundle = client.AdmissionregistrationV1Api(admin).read_validating_webhook_configuration(

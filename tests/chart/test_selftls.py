@@ -20,11 +20,11 @@ from cryptography import x509
 from kubernetes import client
 
 from computegate.devcluster import ControlPlane
-from computegate.webhook import selftls
+from computegate.webhook import selftls, tlsplan
 
-HOSTS = selftls.service_hosts("computegate", "computegate-system")
+HOSTS = tlsplan.service_hosts("computegate", "computegate-system")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-LIFE = selftls.Lifetimes()
+LIFE = tlsplan.Lifetimes()
 
 
 def _cert(pem: bytes) -> x509.Certificate:
@@ -47,7 +47,7 @@ def _trusted_by(serving_pem: bytes, bundle: bytes) -> bool:
 
 
 def test_a_fresh_plan_is_a_ca_and_a_serving_certificate_for_every_service_name() -> None:
-    material = selftls.plan_material(None, hosts=HOSTS, now=NOW)
+    material = tlsplan.plan_material(None, hosts=HOSTS, now=NOW)
     assert material is not None
     serving = _cert(material.tls_cert)
     extension = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -60,15 +60,15 @@ def test_a_fresh_plan_is_a_ca_and_a_serving_certificate_for_every_service_name()
     }
     assert _trusted_by(material.tls_cert, material.bundle(NOW))
     assert _cert(material.ca_cert).extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    assert selftls.plan_material(material, hosts=HOSTS, now=NOW + timedelta(days=1)) is None
+    assert tlsplan.plan_material(material, hosts=HOSTS, now=NOW + timedelta(days=1)) is None
 
 
 def test_the_serving_certificate_is_renewed_by_the_same_ca_before_it_expires() -> None:
-    material = selftls.plan_material(None, hosts=HOSTS, now=NOW)
+    material = tlsplan.plan_material(None, hosts=HOSTS, now=NOW)
     assert material is not None
     before = NOW + LIFE.serving_validity - LIFE.serving_renew_before - timedelta(hours=1)
-    assert selftls.plan_material(material, hosts=HOSTS, now=before) is None
-    renewed = selftls.plan_material(material, hosts=HOSTS, now=before + timedelta(hours=2))
+    assert tlsplan.plan_material(material, hosts=HOSTS, now=before) is None
+    renewed = tlsplan.plan_material(material, hosts=HOSTS, now=before + timedelta(hours=2))
     assert renewed is not None
     assert renewed.ca_cert == material.ca_cert and renewed.tls_cert != material.tls_cert
     # Both the old and the new serving certificate are trusted by the (unchanged) bundle.
@@ -79,22 +79,22 @@ def test_the_serving_certificate_is_renewed_by_the_same_ca_before_it_expires() -
 
 
 def test_certificates_from_a_clock_ahead_of_ours_are_replaced() -> None:
-    ahead = selftls.plan_material(None, hosts=HOSTS, now=NOW + timedelta(hours=2))
+    ahead = tlsplan.plan_material(None, hosts=HOSTS, now=NOW + timedelta(hours=2))
     assert ahead is not None
-    fixed = selftls.plan_material(ahead, hosts=HOSTS, now=NOW)
+    fixed = tlsplan.plan_material(ahead, hosts=HOSTS, now=NOW)
     assert fixed is not None and fixed.ca_cert != ahead.ca_cert, "a CA not valid yet is useless"
-    serving_ahead = selftls.plan_material(fixed, hosts=HOSTS, now=NOW + timedelta(days=65))  # renewal
+    serving_ahead = tlsplan.plan_material(fixed, hosts=HOSTS, now=NOW + timedelta(days=65))  # renewal
     assert serving_ahead is not None and serving_ahead.ca_cert == fixed.ca_cert
-    reissued = selftls.plan_material(serving_ahead, hosts=HOSTS, now=NOW + timedelta(days=1))
+    reissued = tlsplan.plan_material(serving_ahead, hosts=HOSTS, now=NOW + timedelta(days=1))
     assert reissued is not None and reissued.ca_cert == fixed.ca_cert
     assert _cert(reissued.tls_cert).not_valid_before_utc <= NOW + timedelta(days=1)
 
 
 def test_a_changed_service_name_gets_a_new_serving_certificate() -> None:
-    material = selftls.plan_material(None, hosts=HOSTS, now=NOW)
+    material = tlsplan.plan_material(None, hosts=HOSTS, now=NOW)
     assert material is not None
-    other = selftls.service_hosts("renamed", "computegate-system")
-    changed = selftls.plan_material(material, hosts=other, now=NOW)
+    other = tlsplan.service_hosts("renamed", "computegate-system")
+    changed = tlsplan.plan_material(material, hosts=other, now=NOW)
     assert changed is not None and changed.ca_cert == material.ca_cert
     names = _cert(changed.tls_cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "renamed.computegate-system.svc" in names.get_values_for_type(x509.DNSName)
@@ -102,26 +102,26 @@ def test_a_changed_service_name_gets_a_new_serving_certificate() -> None:
 
 
 def test_ca_rotation_publishes_the_new_ca_before_signing_with_it_and_never_breaks_trust() -> None:
-    start = selftls.plan_material(None, hosts=HOSTS, now=NOW)
+    start = tlsplan.plan_material(None, hosts=HOSTS, now=NOW)
     assert start is not None
     ca_expiry = _cert(start.ca_cert).not_valid_after_utc
     # Keep the serving certificate fresh up to the CA renewal window, as the loop would.
     t = ca_expiry - LIFE.ca_renew_before - timedelta(days=1)
-    current = selftls.plan_material(start, hosts=HOSTS, now=t) or start
+    current = tlsplan.plan_material(start, hosts=HOSTS, now=t) or start
     assert not current.next_ca_cert
     # 1. Inside the window: a next CA appears in the bundle, the old one still signs.
     t += timedelta(days=2)
-    published = selftls.plan_material(current, hosts=HOSTS, now=t)
+    published = tlsplan.plan_material(current, hosts=HOSTS, now=t)
     assert published is not None and published.next_ca_cert
     assert published.ca_cert == current.ca_cert
     assert len(x509.load_pem_x509_certificates(published.bundle(t))) == 2
     # 2. Not promoted while a webhook configuration does not carry it yet, even after the grace.
     later = t + LIFE.ca_publish_grace + timedelta(minutes=10)
     old_bundle = current.bundle(t)
-    held = selftls.plan_material(published, hosts=HOSTS, now=later, published_bundles=[old_bundle])
+    held = tlsplan.plan_material(published, hosts=HOSTS, now=later, published_bundles=[old_bundle])
     assert held is None or held.ca_cert == current.ca_cert
     # 3. Once every configuration trusts both, the next CA signs a new serving certificate.
-    promoted = selftls.plan_material(
+    promoted = tlsplan.plan_material(
         published, hosts=HOSTS, now=later, published_bundles=[published.bundle(t), published.bundle(t)]
     )
     assert promoted is not None
@@ -133,33 +133,33 @@ def test_ca_rotation_publishes_the_new_ca_before_signing_with_it_and_never_break
     assert not _trusted_by(promoted.tls_cert, old_bundle), "the new certificate needs the new CA"
     # 4. After the old CA expires it leaves the bundle.
     after = ca_expiry + timedelta(days=1)
-    retired = selftls.plan_material(promoted, hosts=HOSTS, now=after)
+    retired = tlsplan.plan_material(promoted, hosts=HOSTS, now=after)
     assert retired is not None and retired.previous_ca_certs == ()
     assert len(x509.load_pem_x509_certificates(retired.bundle(after))) == 1
 
 
 def test_an_unreadable_or_expired_secret_starts_over_with_a_new_ca() -> None:
-    material = selftls.plan_material(None, hosts=HOSTS, now=NOW)
+    material = tlsplan.plan_material(None, hosts=HOSTS, now=NOW)
     assert material is not None
-    broken = selftls.TlsMaterial(
+    broken = tlsplan.TlsMaterial(
         ca_cert=b"garbage", ca_key=material.ca_key, tls_cert=material.tls_cert, tls_key=material.tls_key
     )
-    fresh = selftls.plan_material(broken, hosts=HOSTS, now=NOW)
+    fresh = tlsplan.plan_material(broken, hosts=HOSTS, now=NOW)
     assert fresh is not None and fresh.ca_cert != material.ca_cert
-    expired = selftls.plan_material(material, hosts=HOSTS, now=NOW + LIFE.ca_validity + timedelta(days=1))
+    expired = tlsplan.plan_material(material, hosts=HOSTS, now=NOW + LIFE.ca_validity + timedelta(days=1))
     assert expired is not None and expired.ca_cert != material.ca_cert
-    assert selftls.TlsMaterial.from_secret_data({"ca.crt": base64.b64encode(b"x").decode()}) is None
+    assert tlsplan.TlsMaterial.from_secret_data({"ca.crt": base64.b64encode(b"x").decode()}) is None
 
 
 def test_cert_files_are_switched_at_once_and_left_alone_when_unchanged(tmp_path: Path) -> None:
-    first = selftls.plan_material(None, hosts=HOSTS, now=NOW)
+    first = tlsplan.plan_material(None, hosts=HOSTS, now=NOW)
     assert first is not None
     assert selftls.write_cert_dir(tmp_path, first, now=NOW)
     assert (tmp_path / "tls.crt").read_bytes() == first.tls_cert
     assert (tmp_path / "ca.crt").read_bytes() == first.bundle(NOW)
     assert (tmp_path / "tls.key").resolve().stat().st_mode & 0o077 == 0
     assert not selftls.write_cert_dir(tmp_path, first, now=NOW)
-    second = selftls.plan_material(first, hosts=HOSTS, now=NOW + timedelta(days=61))
+    second = tlsplan.plan_material(first, hosts=HOSTS, now=NOW + timedelta(days=61))
     assert second is not None
     assert selftls.write_cert_dir(tmp_path, second, now=NOW + timedelta(days=61))
     assert (tmp_path / "tls.crt").read_bytes() == second.tls_cert
@@ -231,7 +231,7 @@ def _bundles(admin: Any, names: list[str]) -> list[bytes]:
 def test_three_racing_replicas_create_one_secret_and_serve_the_same_certificate(
     admin: Any, tls_setup: dict[str, Any], tmp_path: Path
 ) -> None:
-    results: dict[int, selftls.TlsMaterial] = {}
+    results: dict[int, tlsplan.TlsMaterial] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(3)
 
@@ -250,7 +250,7 @@ def test_three_racing_replicas_create_one_secret_and_serve_the_same_certificate(
     assert errors == []
     assert len({material.tls_cert for material in results.values()}) == 1
     stored = client.CoreV1Api(admin).read_namespaced_secret(tls_setup["secret_name"], tls_setup["namespace"])
-    assert selftls.TlsMaterial.from_secret_data(stored.data) == results[0]
+    assert tlsplan.TlsMaterial.from_secret_data(stored.data) == results[0]
     assert {(tmp_path / f"replica{i}" / "tls.crt").read_bytes() for i in range(3)} == {results[0].tls_cert}
     bundles = _bundles(admin, tls_setup["webhook_configurations"])
     assert len(bundles) == 4 and set(bundles) == {results[0].bundle()}
@@ -312,7 +312,7 @@ def test_run_self_managed_tls_keeps_the_files_until_stopped(
 
     asyncio.run(scenario())
     stored = client.CoreV1Api(admin).read_namespaced_secret(tls_setup["secret_name"], tls_setup["namespace"])
-    material = selftls.TlsMaterial.from_secret_data(stored.data)
+    material = tlsplan.TlsMaterial.from_secret_data(stored.data)
     assert material is not None
     assert (cert_dir / "tls.crt").read_bytes() == material.tls_cert
     assert set(_bundles(admin, tls_setup["webhook_configurations"])) == {material.bundle()}

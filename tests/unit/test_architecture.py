@@ -1,13 +1,18 @@
-"""The package's shape, checked: no import cycles, and the public API of the engine and the
-models is exactly what their ``__all__`` says (as httpx checks its own)."""
+"""The package's shape, checked: no import cycles, the public API of the engine and the models is
+exactly what their ``__all__`` says (as httpx checks its own), and no module is over 450 lines."""
 
 from __future__ import annotations
 
 import importlib
 import types
+from pathlib import Path
 
 import grimp
 import pytest
+
+import computegate
+
+MAX_MODULE_LINES = 450
 
 
 def test_no_module_of_ours_imports_one_that_imports_it_back() -> None:
@@ -34,3 +39,14 @@ def test_the_public_names_are_exactly_those_exported(package: str) -> None:
     } - {"annotations"}
     assert public == exported
     assert all(hasattr(module, name) for name in exported)
+
+
+def test_no_module_of_ours_is_over_450_lines() -> None:
+    package = Path(computegate.__file__).parent
+    lengths = {
+        str(path.relative_to(package.parent)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted(package.rglob("*.py"))
+    }
+    assert "computegate/engine/decide.py" in lengths  # the walk found the package's modules
+    over = {module: lines for module, lines in lengths.items() if lines > MAX_MODULE_LINES}
+    assert over == {}, f"modules over {MAX_MODULE_LINES} lines (split them along a seam): {over}"

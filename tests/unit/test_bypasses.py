@@ -209,6 +209,22 @@ def test_consumption_is_recounted_when_a_claim_appears(make_state: StateFactory)
     assert consumption.live(state, "lic").accelerators == 8
 
 
+def test_a_view_with_a_claim_counts_it_and_leaves_the_state_as_it_was(make_state: StateFactory) -> None:
+    state = make_state(node("h100-1", H100), CN, license_("lic", "acme"))
+    body = pod_with(
+        [container()], resourceClaims=[{"name": "g", "resourceClaimName": "late"}], nodeName="h100-1"
+    )
+    body["metadata"]["annotations"] = {"computegate.io/license": "lic"}
+    state.upsert(obj(body))
+    assert consumption.live(state, "lic").accelerators == 1
+    claim = _first_available_claim(("gpu.nvidia.com", 8))
+    claim["metadata"]["name"] = "late"
+    view = state.with_claim(obj(claim))
+    assert consumption.live(view, "lic").accelerators == 8  # the pod that names it, counted again
+    assert consumption.live(state, "lic").accelerators == 1
+    assert ("team", "late") in view.claims and ("team", "late") not in state.claims
+
+
 # ----- pinned placement -----
 
 

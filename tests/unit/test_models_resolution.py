@@ -500,7 +500,7 @@ def test_license_scope_is_checked_against_the_worst_case_model(mixed: StateFacto
 
 
 def test_the_candidate_cache_stays_bounded_in_bytes_and_answers_stay_right(mixed: StateFactory) -> None:
-    from computegate.engine.state import BoundedCache
+    from computegate.engine.indexes import BoundedCache
 
     state = mixed()
     state.selection_cache = BoundedCache(max_bytes=16 * 1024)
@@ -514,7 +514,7 @@ def test_the_candidate_cache_stays_bounded_in_bytes_and_answers_stay_right(mixed
 
 
 def test_a_selector_too_large_for_the_cache_is_answered_but_never_kept(mixed: StateFactory) -> None:
-    from computegate.engine.state import BoundedCache
+    from computegate.engine.indexes import BoundedCache
 
     state = mixed()
     state.selection_cache = BoundedCache(max_bytes=64 * 1024)

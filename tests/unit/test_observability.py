@@ -23,7 +23,8 @@ from computegate.webhook.observe import (
     configure_logging,
     log_decision,
 )
-from computegate.webhook.review import Request, Reviewer
+from computegate.webhook.outcome import Request
+from computegate.webhook.review import Reviewer
 from tests.unit.conftest import NOW, StateFactory, license_, node, pod, tenant
 
 H100 = "NVIDIA-H100-80GB-HBM3"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from computegate.engine.footprint import effective_requests, is_accelerator_resource
+from computegate.engine.asks import effective_requests, is_accelerator_resource
 from computegate.engine.verdict import Code
 from computegate.models import PodSpec
 from tests.unit.conftest import (

@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from computegate.webhook.admission import affinity_patch
-from computegate.webhook.review import (
-    NAMESPACE_RESERVED,
-    PROTECTED_STAMPS,
-    TOO_COMPLEX,
-    Request,
-    Reviewer,
-)
+from computegate.webhook.outcome import NAMESPACE_RESERVED, PROTECTED_STAMPS, TOO_COMPLEX, Request
+from computegate.webhook.review import Reviewer
 from tests.unit.conftest import NOW, T4, StateFactory, license_, node, pod, policy, tenant
 
 H100 = "NVIDIA-H100-80GB-HBM3"

@@ -7,19 +7,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from computegate.engine import ClusterState
+import pytest
+
+from computegate.engine import ClusterState, consumption, decide
 from computegate.engine.ledger import Ledger, ReserveRequest, exact, reserve
 from computegate.models import Pod
-from computegate.webhook.licenses import license_status, with_transition_times
-from computegate.webhook.review import (
+from computegate.vocabulary import (
     CODE_ANNOTATION,
     DECISION_ANNOTATION,
     DECISION_ID_ANNOTATION,
     LICENSE_ANNOTATION,
-    Request,
-    Reviewer,
 )
-from tests.unit.conftest import NOW, StateFactory, license_, node, pod, tenant
+from computegate.webhook import guards
+from computegate.webhook.licenses import license_status, with_transition_times
+from computegate.webhook.outcome import Request
+from computegate.webhook.review import Reviewer
+from tests.unit.conftest import NOW, StateFactory, license_, node, pod, running, tenant
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 
@@ -167,6 +170,58 @@ def test_a_claim_made_for_a_pod_from_its_template_is_not_judged_again(make_state
         "metadata": {"name": "c", "namespace": "team", "ownerReferences": [{"kind": "Pod", "name": "p"}]},
     }
     assert review.validate_claim(request(claim, plural="resourceclaims")).allowed
+
+
+def test_a_claim_is_judged_against_a_view_and_the_live_state_is_never_written(
+    make_state: StateFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "late", "namespace": "team"},
+        "spec": {"devices": {"requests": [{"name": "g", "exactly": {"deviceClassName": "gpu.nvidia.com",
+                                                                    "count": 2}}]}},
+    }  # fmt: skip
+    # A licensed pod that names the claim before it exists: the view counts it again with the claim.
+    waiting = running(pod("w", resource="cpu", resourceClaims=[{"name": "g", "resourceClaimName": "late"}]),
+                      license_name="lic", node_name="n1")  # fmt: skip
+    bodies = (
+        node("n1", H100),
+        tenant("globex", "CN", namespaces=["team"]),
+        license_("lic", "globex"),
+        waiting,
+    )
+    state = make_state(*bodies)
+    used = consumption.live(state, "lic")
+    claims, templates = dict(state.claims), dict(state.claim_templates)
+
+    def written(*_: object) -> None:
+        raise AssertionError("a review wrote the live state")
+
+    monkeypatch.setattr(state, "upsert", written)
+    monkeypatch.setattr(state, "remove", written)
+    judged: list[ClusterState] = []
+
+    def spy(view: ClusterState, *args: Any, **kwargs: Any) -> Any:
+        judged.append(view)
+        return decide(view, *args, **kwargs)
+
+    monkeypatch.setattr(guards, "decide", spy)
+    outcome = reviewer(state).validate_claim(request(claim, plural="resourceclaims"))
+    # As judged with the claim stored, where the waiting pod is counted with its two devices.
+    stored = reviewer(make_state(*bodies, claim)).validate_claim(request(claim, plural="resourceclaims"))
+    assert (outcome.allowed, outcome.code, outcome.message) == (stored.allowed, stored.code, stored.message)
+    assert judged[0] is not state and ("team", "late") in judged[0].claims
+    assert consumption.live(judged[0], "lic").accelerators == used.accelerators + 1
+    assert (state.claims, state.claim_templates, consumption.live(state, "lic")) == (claims, templates, used)
+
+    def fails(*_: object, **__: object) -> Any:
+        raise RuntimeError("the decision failed")
+
+    monkeypatch.setattr(guards, "decide", fails)
+    with pytest.raises(RuntimeError):
+        reviewer(state).validate_claim(request(claim, plural="resourceclaims"))
+    assert (state.claims, state.claim_templates, consumption.live(state, "lic")) == (claims, templates, used)
 
 
 def test_only_admins_may_set_change_or_remove_a_namespace_tenant_label(make_state: StateFactory) -> None:

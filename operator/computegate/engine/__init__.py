@@ -7,7 +7,8 @@ webhook, the offline evaluator and any audit give the same answer for the same i
 from computegate.engine import consumption
 from computegate.engine.bands import eccn_band
 from computegate.engine.decide import decide, decide_update
-from computegate.engine.state import Catalog, ClusterState, Usage
+from computegate.engine.indexes import Usage
+from computegate.engine.state import Catalog, ClusterState
 from computegate.engine.verdict import AcceleratorUse, Code, Operation, Verdict
 
 __all__ = [

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from computegate.engine.decide import judge_running
-from computegate.engine.state import NO_USAGE, TERMINAL_PHASES, ClusterState, Usage
+from computegate.engine.indexes import NO_USAGE, Usage
+from computegate.engine.state import TERMINAL_PHASES, ClusterState
 from computegate.engine.verdict import Code, Verdict
 from computegate.models.kube import Pod
 from computegate.models.resources import Enforcement

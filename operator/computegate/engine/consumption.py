@@ -12,15 +12,8 @@ from collections.abc import Mapping
 
 from computegate.engine.bandwidth import coverages, may_be_covered
 from computegate.engine.footprint import pod_uses
-from computegate.engine.state import (
-    BAND_CONTROLLED,
-    NO_USAGE,
-    TERMINAL_PHASES,
-    ClusterState,
-    LicensedPod,
-    Usage,
-    UsageBreakdown,
-)
+from computegate.engine.indexes import BAND_CONTROLLED, NO_USAGE, LicensedPod, Usage, UsageBreakdown
+from computegate.engine.state import TERMINAL_PHASES, ClusterState
 from computegate.models.kube import PodSpec
 from computegate.models.resources import Tenant
 from computegate.vocabulary import LICENSE_ANNOTATION

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from computegate.engine import consumption
+from computegate.engine.asks import device_access
 from computegate.engine.bandwidth import Coverage, coverages
-from computegate.engine.footprint import device_access, pod_annotations, pod_uses, workload_pods
+from computegate.engine.footprint import pod_annotations, pod_uses, workload_pods
+from computegate.engine.indexes import Usage
 from computegate.engine.messages import Messages
 from computegate.engine.policy import RuleMatch, stricter
-from computegate.engine.state import ClusterState, Usage
+from computegate.engine.state import ClusterState
 from computegate.engine.verdict import AcceleratorUse, Code, Verdict
 from computegate.models.kube import Pod, Workload
 from computegate.models.resources import (

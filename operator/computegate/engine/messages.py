@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from computegate.engine.bandwidth import OWN, PARENT, Coverage
+from computegate.engine.indexes import Usage
 from computegate.engine.policy import RuleMatch
-from computegate.engine.state import TenantLookup, Usage
+from computegate.engine.state import TenantLookup
 from computegate.engine.verdict import AcceleratorUse, Code
 from computegate.models.kube import Workload
 from computegate.models.resources import Action, ExportLicense, Tenant

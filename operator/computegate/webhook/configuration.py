@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from computegate.engine.footprint import CDI_ANNOTATION_PREFIX, DEVICE_ENV_VARS, GPU_RUNTIME_CLASS
+from computegate.engine.asks import CDI_ANNOTATION_PREFIX, DEVICE_ENV_VARS, GPU_RUNTIME_CLASS
 from computegate.vocabulary import (
     ADMISSION_OPERATIONS,
     CONTROLLERS,

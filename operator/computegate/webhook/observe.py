@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 
 from computegate import __version__
-from computegate.webhook.review import Outcome
+from computegate.webhook.outcome import Outcome
 
 DECISION_LOGGER = "computegate.decisions"
 EVENT_SOURCE = "computegate"

@@ -39,7 +39,8 @@ from computegate.webhook.configuration import (
 from computegate.webhook.kube import Kube
 from computegate.webhook.ledger import LedgerWriter
 from computegate.webhook.observe import Metrics, event_for, log_decision
-from computegate.webhook.review import NOT_READY, Outcome, Request, Reviewer
+from computegate.webhook.outcome import NOT_READY, Outcome, Request
+from computegate.webhook.review import Reviewer
 from computegate.webhook.server import WebhookServer
 from computegate.webhook.usage import UsageRecorder
 
