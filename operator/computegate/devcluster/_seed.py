@@ -133,7 +133,8 @@ def _wait_established(api: Any, names: list[str], timeout: float) -> None:
     while pending:
         name = pending[0]
         crd = _get(api, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-        conditions = {c.get("type"): c for c in crd.get("status", {}).get("conditions", [])}
+        # A CRD just created can answer `"conditions": null` before its controllers fill it in.
+        conditions = {c.get("type"): c for c in (crd.get("status") or {}).get("conditions") or []}
         if conditions.get("Established", {}).get("status") == "True":
             pending.pop(0)
             continue
@@ -259,7 +260,7 @@ def _wait_for_service_account(api: Any, document: StateDocument) -> None:
 
 
 def _ready(node: JsonObject) -> bool:
-    conditions = node.get("status", {}).get("conditions") or []
+    conditions = (node.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
