@@ -220,10 +220,16 @@ class Cluster:
 
     def delete_pods(self) -> None:
         """One DELETE of the collection (no kubelet: pods go at once), then wait until none is left."""
-        http = self.plane.admin_http(timeout=120)
+        from computegate.kubeclient import request
+
         path = f"/api/v1/namespaces/{NAMESPACE}/pods"
-        http.request("DELETE", path, body={"gracePeriodSeconds": 0})
-        wait_for(lambda: not http.get(path, {"limit": "1"}).get("items"), timeout=120, what="the pods to go")
+        with self.plane.api_client() as api:
+            request(api, "DELETE", path, body={"gracePeriodSeconds": 0}, timeout=120)
+            wait_for(
+                lambda: not request(api, "GET", path, query={"limit": "1"}, timeout=120)[1].get("items"),
+                timeout=120,
+                what="the pods to go",
+            )
 
     # ----- load -----
 
@@ -305,7 +311,7 @@ def cluster_up(work: Path) -> Iterator[Cluster]:
     plane = ControlPlane.start(work / "plane", binaries=find_binaries(require_helm=True))
     cluster: Cluster | None = None
     try:
-        install_crds(plane.admin_http())
+        install_crds(plane.kubeconfig_path)
         ca = CertificateAuthority.load(plane.pki_dir / "ca.crt", plane.pki_dir / "ca.key")
         user_cert, user_key = ca.issue(USER, organizations=["tenants"], client=True).write(
             work / "user.crt", work / "user.key"

@@ -213,8 +213,8 @@ def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
     import gc
 
     from computegate.catalog import builtin_catalog
-    from computegate.devcluster import KubeHttp
     from computegate.engine import ClusterState
+    from computegate.kubeclient import api_client, request
     from computegate.statefiles import Document, parse_state_object
     from computegate.webhook.handlers import WATCHED
     from computegate.webhook.runtime import Runtime
@@ -223,23 +223,23 @@ def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
     runtime = Runtime.__new__(Runtime)  # only what upsert touches
     runtime.state = state
     runtime.licenses_changed = asyncio.Event()
-    http = KubeHttp.from_kubeconfig(kubeconfig, timeout=120)
-    for group, version, plural, kind in WATCHED:
-        if group == "resource.k8s.io":
-            continue  # none in this state
-        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        token = ""
-        while True:
-            query = {"limit": "500", **({"continue": token} if token else {})}
-            page = http.get(f"{prefix}/{plural}", query)
-            for item in page.get("items") or []:
-                if keep_all and kind == "Pod":
-                    state.upsert(parse_state_object(Document(Path("<watch>"), 1, {**item, "kind": kind})))
-                else:
-                    runtime.upsert(kind, item)
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                break
+    with api_client(kubeconfig) as api:
+        for group, version, plural, kind in WATCHED:
+            if group == "resource.k8s.io":
+                continue  # none in this state
+            prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            token = ""
+            while True:
+                query = {"limit": "500", **({"continue": token} if token else {})}
+                page = request(api, "GET", f"{prefix}/{plural}", query=query, timeout=120)[1]
+                for item in page.get("items") or []:
+                    if keep_all and kind == "Pod":
+                        state.upsert(parse_state_object(Document(Path("<watch>"), 1, {**item, "kind": kind})))
+                    else:
+                        runtime.upsert(kind, item)
+                token = (page.get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
     page = {}
     gc.collect()
     return {"rss_mib": rss_mib(os.getpid()), "pods_kept": len(state.pods)}
@@ -254,7 +254,7 @@ def run(scale: Scale, workers: int, ready_within: float) -> tuple[list[Reading],
         work = Path(tmp)
         plane = ControlPlane.start(work / "plane", binaries=find_binaries())
         try:
-            install_crds(plane.admin_http())
+            install_crds(plane.kubeconfig_path)
             readings = [operator_rss(plane, work, "operator, empty", ready_within=120)]
             readings.append(state_rss(plane, "state after LIST, empty", keep_all=False))
             seconds = create_all(plane, scale, workers)

@@ -319,7 +319,7 @@ def run_demo(*, examples: Path, keep: bool = False) -> int:
         return 1
     try:
         demo = _Demo(session, examples / "workloads")
-        seed(session.http, examples / "rbac", install_computegate_crds=False)
+        seed(session.api, examples / "rbac", install_computegate_crds=False)
         alice = demo.plane.mint_user("alice@globex", ["tenants"])
         bob = demo.plane.mint_user("bob@initech", ["tenants"])
         print(f"Ready in {time.monotonic() - started:.1f}s.")
@@ -381,6 +381,7 @@ def run_demo(*, examples: Path, keep: bool = False) -> int:
         demo.say("7. The license is revoked: its running pods are judged again at once")
         demo.license_revoked(alice)
     finally:
+        session.close()
         if keep:
             print(f"\nThe cluster keeps running: export KUBECONFIG={session.control_plane.kubeconfig_path}")
             print(f"Stop it with: computegate dev down --data-dir {data_dir}")

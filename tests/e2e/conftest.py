@@ -111,7 +111,7 @@ def audit_log(request: pytest.FixtureRequest, control_plane: ControlPlane) -> Pa
 @pytest.fixture(scope="session")
 def computegate_crds(control_plane: ControlPlane) -> list[str]:
     """ComputeGate's CRDs, installed and Established."""
-    return install_crds(control_plane.admin_http())
+    return install_crds(control_plane.kubeconfig_path)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from computegate.devcluster import ControlPlane, KubeApiError, find_binaries
+from computegate.devcluster import ControlPlane, find_binaries
+from computegate.kubeclient import KubeApiError, request
 from tests.e2e.webhook_support import H100, H100_TPP, Cluster, license, pod_spec, tenant, unique, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -424,7 +425,6 @@ def test_an_eviction_honours_the_pod_disruption_budget_and_the_replacement_is_ju
         return status.get("currentHealthy") == 2 and status.get("observedGeneration") == 1
 
     wait_until(healthy, what="the disruption controller")
-    http = cluster.plane.admin_http()
     victim = pods(cluster, namespace)[0]["metadata"]["name"]
     path = f"/api/v1/namespaces/{namespace}/pods/{victim}/eviction"
     eviction = {
@@ -432,19 +432,21 @@ def test_an_eviction_honours_the_pod_disruption_budget_and_the_replacement_is_ju
         "kind": "Eviction",
         "metadata": {"name": victim, "namespace": namespace},
     }
-    with pytest.raises(KubeApiError) as refused:
-        http.request("POST", path, body=eviction)
-    assert refused.value.status == 429 and "disruption budget" in refused.value.message
+    with cluster.plane.api_client() as api:
+        with pytest.raises(KubeApiError) as refused:
+            request(api, "POST", path, body=eviction)
+        assert refused.value.status == 429 and "disruption budget" in refused.value.message
+        assert str(refused.value).startswith(f"POST {path}: HTTP 429 TooManyRequests: ")
 
-    budget["spec"] = {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "ha"}}}
-    cluster.apply(yaml.safe_dump(budget))
-    wait_until(
-        lambda: (
-            (cluster.get("pdb", "ha", "-n", namespace).get("status") or {}).get("disruptionsAllowed") == 1
-        ),
-        what="the budget to allow one disruption",
-    )
-    assert http.request("POST", path, body=eviction)[0] == 201
+        budget["spec"] = {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "ha"}}}
+        cluster.apply(yaml.safe_dump(budget))
+        wait_until(
+            lambda: (
+                (cluster.get("pdb", "ha", "-n", namespace).get("status") or {}).get("disruptionsAllowed") == 1
+            ),
+            what="the budget to allow one disruption",
+        )
+        assert request(api, "POST", path, body=eviction)[0] == 201
     replaced = running(cluster, namespace, 2)
     assert victim not in {pod["metadata"]["name"] for pod in replaced}
     assert {code(pod) for pod in replaced} == {"Licensed"}

@@ -68,14 +68,15 @@ def _rejection(api: Any, plural: str, kind: str, name: str, spec: dict[str, Any]
 
 
 def test_the_api_server_reports_the_release_it_was_built_from(control_plane: ControlPlane) -> None:
-    version = control_plane.admin_http().get("/version")
+    with control_plane.api_client() as api:
+        version = client.VersionApi(api).get_code().git_version
     binary = subprocess.run(
         [str(control_plane.binaries.kube_apiserver), "--version"], capture_output=True, text=True, check=True
     )
-    assert binary.stdout.split() == ["Kubernetes", version["gitVersion"]]
-    assert re.fullmatch(r"v1\.\d+\.\d+", version["gitVersion"]), version  # stamped, not v0.0.0-master
+    assert binary.stdout.split() == ["Kubernetes", version]
+    assert re.fullmatch(r"v1\.\d+\.\d+", version), version  # stamped, not v0.0.0-master
     if control_plane.binaries.kube_apiserver.parent == default_assets_dir():
-        assert version["gitVersion"] == KUBERNETES_VERSION
+        assert version == KUBERNETES_VERSION
     assert control_plane.url.startswith("https://127.0.0.1:")
 
 
@@ -460,7 +461,7 @@ def test_a_port_taken_before_the_api_server_binds_it_is_retried_with_new_ports(
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
     taken = squatter.getsockname()[1]
-    real_free_ports = _controlplane._free_ports
+    real_free_ports = _controlplane.free_ports
     picks: list[list[int]] = []
 
     def first_pick_is_taken(count: int) -> list[int]:
@@ -468,7 +469,7 @@ def test_a_port_taken_before_the_api_server_binds_it_is_retried_with_new_ports(
         picks.append([taken, *ports[1:]] if not picks else ports)
         return picks[-1]
 
-    monkeypatch.setattr(_controlplane, "_free_ports", first_pick_is_taken)
+    monkeypatch.setattr(_controlplane, "free_ports", first_pick_is_taken)
     try:
         with ControlPlane.start(tmp_path / "plane", binaries=find_binaries()) as plane:
             assert len(picks) == 2

@@ -145,7 +145,7 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]
     except ControlPlaneError as error:
         pytest.fail(f"the control plane did not start: {error}", pytrace=False)
     try:
-        install_crds(plane.admin_http())
+        install_crds(plane.kubeconfig_path)
         cluster = Cluster(plane)
         cluster.apply(NODES)
         for name, capacity in NODE_CAPACITY.items():

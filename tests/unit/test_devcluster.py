@@ -37,13 +37,13 @@ from computegate.devcluster import (
     install_crds_step,
     kwok_stages_path,
     live_node_status,
-    read_kubeconfig,
     read_state,
     run_dev_command,
     seed_step,
     webhook_step,
     write_kubeconfig,
 )
+from computegate.kubeclient import KubeApiError, client_configuration
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ("etcd", "kube-apiserver", "kubectl", "helm")
@@ -202,7 +202,9 @@ def test_a_certificate_for_neither_server_nor_client_is_refused() -> None:
         CertificateAuthority.generate().issue("nobody")
 
 
-def test_a_written_kubeconfig_reads_back_with_its_credentials_and_is_private(tmp_path: Path) -> None:
+def test_a_written_kubeconfig_is_private_and_the_kubernetes_client_reads_its_credentials(
+    tmp_path: Path,
+) -> None:
     ca = CertificateAuthority.generate()
     pair = ca.issue("alice", client=True)
     path = write_kubeconfig(
@@ -213,13 +215,23 @@ def test_a_written_kubeconfig_reads_back_with_its_credentials_and_is_private(tmp
         credentials=pair,
     )
     assert path.stat().st_mode & 0o777 == 0o600
-    read = read_kubeconfig(path)
-    assert (read.server, read.ca_pem, read.client, read.token) == (
-        "https://127.0.0.1:6443",
-        ca.cert_pem,
-        pair,
-        None,
+    read = client_configuration(path)
+    assert read.host == "https://127.0.0.1:6443"
+    assert Path(read.ssl_ca_cert).read_bytes() == ca.cert_pem
+    assert (Path(read.cert_file).read_bytes(), Path(read.key_file).read_bytes()) == (
+        pair.cert_pem,
+        pair.key_pem,
     )
+    assert read.verify_ssl
+
+
+def test_a_refused_request_is_one_line_naming_the_request_and_what_the_api_server_said() -> None:
+    answer = b'{"kind":"Status","status":"Failure","reason":"Invalid","message":"spec.x: Required value"}'
+    error = KubeApiError("PATCH", "/apis/g/v1/things/a", 422, "Unprocessable Entity", answer)
+    assert (error.status, error.reason, error.message) == (422, "Invalid", "spec.x: Required value")
+    assert str(error) == "PATCH /apis/g/v1/things/a: HTTP 422 Invalid: spec.x: Required value"
+    plain = KubeApiError("GET", "/readyz", 500, "Internal Server Error", b"[-]etcd failed\n")
+    assert str(plain) == "GET /readyz: HTTP 500 Internal Server Error: [-]etcd failed"
 
 
 def _state(tmp_path: Path, text: str, name: str = "state.yaml") -> Path:

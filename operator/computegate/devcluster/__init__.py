@@ -11,6 +11,8 @@ kube-apiserver only: pods stay Pending and deleted namespaces stay Terminating.
 - ``ControlPlane``: start/attach/stop, admin kubeconfig, ``mint_user`` (client certificates for
   any user and groups), ``mint_serving_cert`` (TLS for a webhook on loopback), logs.
 - ``install_crds`` / ``seed``: ComputeGate's CRDs, and a folder of YAML restored as from a backup.
+  Every call to the API server goes through the ``kubernetes`` client, configured by
+  ``computegate.kubeclient`` (``ControlPlane.api_client()``: one for the admin or any kubeconfig).
 - ``cluster_step`` / ``start_cluster``: kube-controller-manager, kube-scheduler and kwok.
 - ``dev_up`` / ``dev_down`` and ``DEV_UP_STEPS``: the detached cluster of ``computegate dev``.
 
@@ -40,20 +42,17 @@ from computegate.devcluster._dev import (
     run_dev_command,
     seed_step,
 )
-from computegate.devcluster._kubeconfig import KubeconfigCredentials, read_kubeconfig, write_kubeconfig
+from computegate.devcluster._kubeconfig import write_kubeconfig
 from computegate.devcluster._pki import CertificateAuthority, KeyPair
 from computegate.devcluster._process import ManagedProcess
-from computegate.devcluster._rest import KubeApiError, KubeHttp
-from computegate.devcluster._seed import (
+from computegate.devcluster._seed import AppliedObject, install_crds, seed
+from computegate.devcluster._state import (
     NODE_DEFAULT_CAPACITY,
-    AppliedObject,
     SeedError,
     StateDocument,
     check_state,
-    install_crds,
     live_node_status,
     read_state,
-    seed,
 )
 from computegate.devcluster._webhook import (  # issue 4: the webhook operator's dev up step
     WEBHOOK_PROCESS,
@@ -108,9 +107,6 @@ __all__ = [
     "DevSession",
     "DevStep",
     "KeyPair",
-    "KubeApiError",
-    "KubeHttp",
-    "KubeconfigCredentials",
     "ManagedProcess",
     "SeedError",
     "ServingCert",
@@ -126,7 +122,6 @@ __all__ = [
     "install_crds_step",
     "kwok_stages_path",
     "live_node_status",
-    "read_kubeconfig",
     "read_state",
     "run_dev_command",
     "seed",

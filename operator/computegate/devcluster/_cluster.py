@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from computegate.devcluster._controlplane import HOST, ControlPlane, ControlPlaneError, _free_ports
+from computegate.devcluster._controlplane import ControlPlane, ControlPlaneError
 from computegate.devcluster._dev import DevSession
 from computegate.devcluster._process import ManagedProcess, tail
-from computegate.devcluster._rest import KubeApiError, KubeHttp
+from computegate.devcluster._servers import HOST, free_ports
+from computegate.kubeclient import KubeApiError, apply, request
 
 __all__ = [
     "CONTROLLER_MANAGER",
@@ -132,7 +134,7 @@ def _wait(process: ManagedProcess, what: str, check: Callable[[], bool], timeout
 def _start_controller_manager(session: DevSession) -> ManagedProcess:
     plane = session.control_plane
     kubeconfig = _identity(plane, CONTROLLER_MANAGER_USER)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     pki = plane.pki_dir
     argv = [
         _binary(plane, CONTROLLER_MANAGER),
@@ -155,7 +157,7 @@ def _start_controller_manager(session: DevSession) -> ManagedProcess:
 def _start_scheduler(session: DevSession) -> ManagedProcess:
     plane = session.control_plane
     kubeconfig = _identity(plane, SCHEDULER_USER)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     argv = [
         _binary(plane, SCHEDULER),
         f"--kubeconfig={kubeconfig}",
@@ -171,7 +173,7 @@ def _start_scheduler(session: DevSession) -> ManagedProcess:
     return session.start_process(SCHEDULER, argv)
 
 
-def _grant_kwok(http: KubeHttp) -> None:
+def _grant_kwok(api: Any) -> None:
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
@@ -179,7 +181,8 @@ def _grant_kwok(http: KubeHttp) -> None:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KWOK_USER}],
     }
-    http.apply(
+    apply(
+        api,
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/computegate-dev:kwok",
         binding,
         field_manager=FIELD_MANAGER,
@@ -189,8 +192,8 @@ def _grant_kwok(http: KubeHttp) -> None:
 def _start_kwok(session: DevSession) -> ManagedProcess:
     plane = session.control_plane
     kubeconfig = _identity(plane, KWOK_USER)
-    _grant_kwok(session.http)
-    (port,) = _free_ports(1)
+    _grant_kwok(session.api)
+    (port,) = free_ports(1)
     # kwok always reads ~/.kwok/kwok.yaml first if it exists: a home of its own keeps a user's
     # kwok settings out of this cluster.
     home = plane.data_dir / "kwok-home"
@@ -207,18 +210,18 @@ def _start_kwok(session: DevSession) -> ManagedProcess:
     return session.start_process(KWOK, argv, env={"HOME": str(home)})
 
 
-def _default_service_account_exists(http: KubeHttp) -> bool:
+def _default_service_account_exists(api: Any) -> bool:
     try:
-        http.get("/api/v1/namespaces/default/serviceaccounts/default")
+        request(api, "GET", "/api/v1/namespaces/default/serviceaccounts/default")
     except KubeApiError:
         return False
     return True
 
 
-def _aggregated_roles_filled(http: KubeHttp) -> bool:
+def _aggregated_roles_filled(api: Any) -> bool:
     try:
         roles = [
-            http.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")
+            request(api, "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")[1]
             for name in ("admin", "edit", "view")
         ]
     except KubeApiError:
@@ -229,15 +232,15 @@ def _aggregated_roles_filled(http: KubeHttp) -> bool:
 def start_cluster(session: DevSession, *, timeout: float = 90.0) -> list[ManagedProcess]:
     """Start (or find) kube-controller-manager, kube-scheduler and kwok; return once each is
     healthy, the ``default`` ServiceAccount exists and the aggregated roles are filled."""
-    http = session.http
+    api = session.api
     manager = _start_controller_manager(session)
     scheduler = _start_scheduler(session)
     kwok = _start_kwok(session)
     _wait(manager, CONTROLLER_MANAGER, lambda: _https_ok(_port(manager, "--secure-port")), timeout)
     _wait(scheduler, SCHEDULER, lambda: _https_ok(_port(scheduler, "--secure-port")), timeout)
     _wait(kwok, KWOK, lambda: _http_ok(_port(kwok, "--server-address")), timeout)
-    _wait(manager, "the default ServiceAccount", lambda: _default_service_account_exists(http), timeout)
-    _wait(manager, "the aggregated admin/edit/view roles", lambda: _aggregated_roles_filled(http), timeout)
+    _wait(manager, "the default ServiceAccount", lambda: _default_service_account_exists(api), timeout)
+    _wait(manager, "the aggregated admin/edit/view roles", lambda: _aggregated_roles_filled(api), timeout)
     return [manager, scheduler, kwok]
 
 

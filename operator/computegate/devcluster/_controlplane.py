@@ -14,10 +14,8 @@ Layout of a data directory (every path is also on the ``ControlPlane`` object)::
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,28 +24,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from computegate import kubeclient
 from computegate.devcluster._binaries import Binaries, find_binaries
 from computegate.devcluster._kubeconfig import write_kubeconfig
-from computegate.devcluster._pki import CertificateAuthority, write_service_account_keys
+from computegate.devcluster._pki import CertificateAuthority
 from computegate.devcluster._process import ManagedProcess, tail
-from computegate.devcluster._rest import KubeHttp
+from computegate.devcluster._servers import (
+    ADMIN_USER,
+    HOST,
+    apiserver_argv,
+    etcd_argv,
+    etcd_healthy,
+    free_ports,
+    write_pki,
+)
 
 __all__ = ["ADMIN_USER", "ControlPlane", "ControlPlaneError", "ServingCert"]
 
-HOST = "127.0.0.1"
-ADMIN_USER = "computegate-admin"
-ADMIN_GROUPS = ("system:masters",)
 STATE_FILE = "controlplane.json"
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-_APISERVER_SANS = (
-    HOST,
-    "localhost",
-    "10.0.0.1",  # the first address of the service range: the in-cluster `kubernetes` service
-    "kubernetes",
-    "kubernetes.default",
-    "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local",
-)
 _START_ATTEMPTS = 3  # a free port picked here can be taken before the server binds it
 
 
@@ -77,33 +71,6 @@ class ServingCert:
         return base64.b64encode(self.ca_pem).decode("ascii")
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that are free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _etcd_healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        response = connection.getresponse()
-        body = response.read()
-    except OSError:
-        return False
-    finally:
-        connection.close()
-    return response.status == 200 and b'"health":"true"' in body.replace(b" ", b"")
-
-
 class ControlPlane:
     """A running etcd + kube-apiserver pair and its data directory.
 
@@ -129,7 +96,7 @@ class ControlPlane:
         self.processes = list(processes)
         self.detached = detached
         self.service_account_admission = service_account_admission
-        self._health_client: KubeHttp | None = None
+        self._health_client: Any = None  # kubernetes.client.ApiClient, made on first use
 
     def __repr__(self) -> str:
         return f"ControlPlane(url={self.url!r}, data_dir={str(self.data_dir)!r})"
@@ -222,7 +189,7 @@ class ControlPlane:
         for stale in ("etcd", "logs", "pki", "users", "serving"):
             shutil.rmtree(data_dir / stale, ignore_errors=True)
         data_dir.mkdir(parents=True, exist_ok=True)
-        apiserver_port, etcd_port, etcd_peer_port = _free_ports(3)
+        apiserver_port, etcd_port, etcd_peer_port = free_ports(3)
         plane = cls(
             data_dir=data_dir,
             url=f"https://{HOST}:{apiserver_port}",
@@ -231,71 +198,26 @@ class ControlPlane:
             processes=[],
             detached=detach,
         )
-        plane._write_pki()
+        write_pki(plane.pki_dir, kubeconfig=plane.kubeconfig_path, url=plane.url)
         return plane
 
     def _run(self, extra_apiserver_args: Sequence[str]) -> None:
         """Start etcd, wait until it is healthy, then start kube-apiserver."""
-        binaries, data_dir, url = self.binaries, self.data_dir, self.url
-        etcd_port, etcd_peer_port = self.ports["etcd"], self.ports["etcdPeer"]
-        apiserver_port = self.ports["apiserver"]
-        etcd_url = f"http://{HOST}:{etcd_port}"
-        peer_url = f"http://{HOST}:{etcd_peer_port}"
-        etcd_argv = [
-            str(binaries.etcd),
-            "--name=computegate-dev",
-            f"--data-dir={data_dir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=computegate-dev={peer_url}",
-            "--unsafe-no-fsync=true",  # throw-away data: speed over durability
-        ]
-        self._spawn("etcd", etcd_argv)
-        self._wait_for("etcd", lambda: _etcd_healthy(etcd_port), timeout=30.0)
-        pki = self.pki_dir
-        apiserver_argv = [
-            str(binaries.kube_apiserver),
-            f"--advertise-address={HOST}",
-            f"--bind-address={HOST}",
-            f"--secure-port={apiserver_port}",
-            f"--cert-dir={pki}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--etcd-servers={etcd_url}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            f"--service-account-issuer={url}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--authorization-mode=Node,RBAC",
-            # Without a controller-manager nothing creates a namespace's `default` service account,
-            # so the ServiceAccount admission plugin would refuse every pod (envtest does the same).
-            *([] if self.service_account_admission else ["--disable-admission-plugins=ServiceAccount"]),
-            "--allow-privileged=true",
-            # 1.37 refuses a loopback advertise address for the `kubernetes` Service's endpoints;
-            # nothing in this cluster reaches the API server through that Service anyway.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-            "--v=1",
-            *extra_apiserver_args,
-        ]
-        self._spawn("kube-apiserver", apiserver_argv)
-
-    def _write_pki(self) -> None:
-        pki = self.pki_dir
-        ca = CertificateAuthority.generate()
-        ca.write(pki / "ca.crt", pki / "ca.key")
-        ca.issue("kube-apiserver", hosts=_APISERVER_SANS, server=True).write(
-            pki / "apiserver.crt", pki / "apiserver.key"
+        etcd_port = self.ports["etcd"]
+        self._spawn(
+            "etcd", etcd_argv(self.binaries, self.data_dir, port=etcd_port, peer_port=self.ports["etcdPeer"])
         )
-        write_service_account_keys(pki / "sa.key", pki / "sa.pub")
-        admin = ca.issue(ADMIN_USER, organizations=ADMIN_GROUPS, client=True)
-        admin.write(pki / "admin.crt", pki / "admin.key")
-        write_kubeconfig(
-            self.kubeconfig_path, server=self.url, ca_pem=ca.cert_pem, user=ADMIN_USER, credentials=admin
+        self._wait_for("etcd", lambda: etcd_healthy(etcd_port), timeout=30.0)
+        argv = apiserver_argv(
+            self.binaries,
+            self.pki_dir,
+            url=self.url,
+            port=self.ports["apiserver"],
+            etcd_port=etcd_port,
+            service_account_admission=self.service_account_admission,
+            extra_args=extra_apiserver_args,
         )
+        self._spawn("kube-apiserver", argv)
 
     def _spawn(self, name: str, argv: Sequence[str]) -> ManagedProcess:
         process = ManagedProcess.spawn(
@@ -353,9 +275,10 @@ class ControlPlane:
         if len(self.running_processes()) != len(self.processes):
             return False
         if self._health_client is None:
-            self._health_client = self.admin_http(timeout=5.0)
+            # Polled while the server starts: a refused connection is an answer, not a failure.
+            self._health_client = kubeclient.api_client(self.kubeconfig_path, retry=False)
         try:
-            status, body = self._health_client.raw("GET", "/readyz")
+            status, body = kubeclient.send(self._health_client, "GET", "/readyz", timeout=5.0)
         except OSError:
             return False
         return status == 200 and body.strip() == b"ok"
@@ -389,6 +312,9 @@ class ControlPlane:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every owned process, newest first (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self._health_client is not None:
+            self._health_client.close()
+            self._health_client = None
         errors = []
         for process in reversed(self.processes):
             try:
@@ -435,16 +361,10 @@ class ControlPlane:
         )
         return ServingCert(cert_path=cert, key_path=key, ca_path=self.ca_path)
 
-    def admin_http(self, *, timeout: float = 30.0) -> KubeHttp:
-        """A ``KubeHttp`` client as the admin."""
-        return KubeHttp.from_kubeconfig(self.kubeconfig_path, timeout=timeout)
-
     def api_client(self, kubeconfig: Path | None = None) -> Any:
-        """A ``kubernetes.client.ApiClient`` for the admin (or for the given kubeconfig)."""
-        from kubernetes import config
-
-        new_client: Callable[..., Any] = config.new_client_from_config  # untyped library
-        return new_client(config_file=str(kubeconfig or self.kubeconfig_path))
+        """A ``kubernetes.client.ApiClient`` for the admin (or for the given kubeconfig); close it
+        when done."""
+        return kubeclient.api_client(kubeconfig or self.kubeconfig_path)
 
     def kubectl(
         self, *args: str, kubeconfig: Path | None = None, check: bool = True, stdin: str | None = None

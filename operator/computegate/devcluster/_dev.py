@@ -17,13 +17,14 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from computegate.devcluster._binaries import find_binaries
 from computegate.devcluster._controlplane import ControlPlane, ControlPlaneError
 from computegate.devcluster._process import ManagedProcess
-from computegate.devcluster._rest import KubeApiError, KubeHttp
-from computegate.devcluster._seed import check_state, install_crds, read_state, seed
+from computegate.devcluster._seed import install_crds, seed
+from computegate.devcluster._state import SeedError, check_state, read_state
+from computegate.kubeclient import KubeApiError
 
 __all__ = [
     "DEV_UP_STEPS",
@@ -62,14 +63,19 @@ class DevSession:
     log: Callable[[str], None] = _stderr
     bare: bool = False  # etcd and kube-apiserver only: no controllers, scheduler or kwok
     webhook_replicas: int = 1  # webhook processes behind one loopback endpoint
-    _http: KubeHttp | None = field(default=None, repr=False)
+    _api: Any = field(default=None, repr=False)
 
     @property
-    def http(self) -> KubeHttp:
-        """An admin ``KubeHttp`` client."""
-        if self._http is None:
-            self._http = self.control_plane.admin_http()
-        return self._http
+    def api(self) -> Any:
+        """An admin ``kubernetes.client.ApiClient``, made on first use; ``close()`` closes it."""
+        if self._api is None:
+            self._api = self.control_plane.api_client()
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
 
     def start_process(
         self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
@@ -98,14 +104,14 @@ DevStep = Callable[[DevSession], None]
 
 
 def install_crds_step(session: DevSession) -> None:
-    names = install_crds(session.http)
+    names = install_crds(session.api)
     session.log(f"CRDs established: {', '.join(names)}")
 
 
 def seed_step(session: DevSession) -> None:
     if session.state_dir is None:
         return
-    applied = seed(session.http, session.state_dir, install_computegate_crds=False, live=not session.bare)
+    applied = seed(session.api, session.state_dir, install_computegate_crds=False, live=not session.bare)
     for item in applied:
         session.log(f"seeded {item}")
     session.log(f"seeded {len(applied)} objects from {session.state_dir}")
@@ -218,7 +224,6 @@ def run_dev_command(
 ) -> int:
     """The ``computegate dev`` command: 0 on success, 1 with a one-line error on stderr."""
     from computegate.devcluster._binaries import BinariesNotFound
-    from computegate.devcluster._seed import SeedError
 
     out = stdout or sys.stdout
     try:
@@ -226,6 +231,7 @@ def run_dev_command(
             session = dev_up(
                 state_dir=state_dir, data_dir=data_dir, bare=bare, webhook_replicas=webhook_replicas
             )
+            session.close()
             print(f"export KUBECONFIG={session.control_plane.kubeconfig_path}", file=out, flush=True)
         elif action == "down":
             dev_down(data_dir=data_dir)

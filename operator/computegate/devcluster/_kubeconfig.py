@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import yaml
 
 from computegate.devcluster._pki import KeyPair, write_private
 
-__all__ = ["KubeconfigCredentials", "read_kubeconfig", "write_kubeconfig"]
+__all__ = ["write_kubeconfig"]
 
 CLUSTER_NAME = "computegate-dev"
 
@@ -42,52 +41,3 @@ def write_kubeconfig(path: Path, *, server: str, ca_pem: bytes, user: str, crede
         "preferences": {},
     }
     return write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
-
-
-@dataclass(frozen=True)
-class KubeconfigCredentials:
-    """What the current context of a kubeconfig says: server, CA, and client certificate or token."""
-
-    server: str
-    ca_pem: bytes | None
-    client: KeyPair | None
-    token: str | None
-    insecure: bool = False
-
-
-def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
-    if entry.get(f"{key}-data"):
-        return base64.b64decode(entry[f"{key}-data"])
-    if entry.get(key):
-        file = Path(entry[key])
-        return (file if file.is_absolute() else base / file).read_bytes()
-    return None
-
-
-def read_kubeconfig(path: Path) -> KubeconfigCredentials:
-    """The current context of a kubeconfig: enough for certificate or token authentication."""
-    config = yaml.safe_load(path.read_text())
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: not a kubeconfig")
-
-    def named(section: str, name: str) -> dict[str, Any]:
-        for item in config.get(section) or []:
-            if item.get("name") == name:
-                body = item.get(section.rstrip("s")) or {}
-                if isinstance(body, dict):
-                    return body
-        raise ValueError(f"{path}: no {section.rstrip('s')} named {name!r}")
-
-    context = named("contexts", str(config.get("current-context", "")))
-    cluster = named("clusters", str(context.get("cluster", "")))
-    user = named("users", str(context.get("user", "")))
-    base = path.parent
-    cert = _data_or_file(user, "client-certificate", base)
-    key = _data_or_file(user, "client-key", base)
-    return KubeconfigCredentials(
-        server=str(cluster["server"]),
-        ca_pem=_data_or_file(cluster, "certificate-authority", base),
-        client=KeyPair(cert, key) if cert is not None and key is not None else None,
-        token=user.get("token"),
-        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-    )

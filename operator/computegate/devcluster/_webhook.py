@@ -21,7 +21,7 @@ from pathlib import Path
 from computegate.devcluster._controlplane import ControlPlaneError
 from computegate.devcluster._dev import DevSession
 from computegate.devcluster._process import ManagedProcess, tail
-from computegate.devcluster._rest import KubeApiError
+from computegate.kubeclient import KubeApiError, apply, request
 
 __all__ = ["WEBHOOK_PROCESS", "health_port", "start_webhook", "wait_for_webhook", "webhook_step"]
 
@@ -59,7 +59,7 @@ SPREAD_PROCESS = "computegate-spread"
 
 def _ensure_namespace(session: DevSession) -> None:
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
-    session.http.apply(f"/api/v1/namespaces/{OPERATOR_NAMESPACE}", namespace, field_manager="computegate-dev")
+    apply(session.api, f"/api/v1/namespaces/{OPERATOR_NAMESPACE}", namespace, field_manager="computegate-dev")
 
 
 def start_webhook(
@@ -119,7 +119,7 @@ def wait_for_webhook(
 
 def _points_at(session: DevSession, path: str, port: str) -> bool:
     try:
-        body = session.http.get(path)
+        body = request(session.api, "GET", path)[1]
     except KubeApiError:
         return False
     return all(
