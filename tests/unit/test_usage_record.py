@@ -342,3 +342,35 @@ async def test_kube_pages_follows_continue_tokens_and_never_deletes_a_whole_coll
     with pytest.raises(ValueError, match="label selector"):
         await kube.delete_collection(RECORDS, selector="")
     kube.urgent.shutdown()
+
+
+async def test_a_refused_checkpoint_is_tried_again_a_minute_later_and_the_records_are_still_written(
+    make_state: StateFactory,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    refused: list[str] = []
+    store = kube.post
+
+    async def post(path: str, body: Any, *, urgent: bool = True) -> dict[str, Any]:
+        if body["metadata"]["name"] == "computegate-usage-checkpoint":
+            refused.append(path)
+            raise ApiException(status=422, reason="Unprocessable Entity")  # as for a ConfigMap over 1 MiB
+        return await store(path, body, urgent=urgent)
+
+    kube.post = post  # type: ignore[method-assign]
+    leader = replica(make_state, kube, clock, "leader", running_pod("p", DAY + timedelta(minutes=30)))
+    leader.observe()
+    await leader.flush()
+    clock.at += timedelta(seconds=30)
+    await leader.flush()
+    assert len(refused) == 1  # not at every pass
+    clock.at += timedelta(seconds=31)
+    await leader.flush()
+    assert len(refused) == 2
+    clock.at = DAY + timedelta(days=1, minutes=1)
+    leader.observe()
+    await leader.flush()
+    (record,) = records(kube)
+    assert record["spec"]["licenses"]["lic"]["acceleratorHours"] == "23.500000"

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from computegate.engine import ClusterState
 from computegate.engine.compliance import running_pods
 from computegate.engine.footprint import pod_uses
@@ -262,6 +264,10 @@ class UsageRecorder:
                 written = await self.kube.put(f"{self.checkpoints}/{CHECKPOINT}", body, urgent=False)
         except Conflict:
             self._checkpoint_read = False  # another writer's checkpoint: continue from it
+            return
+        except ApiException as error:  # refused (too large, say): try again at the next one due
+            logger.warning("Could not write the usage checkpoint: %s %s", error.status, error.reason)
+            self._checkpointed = (now, {})
             return
         self._checkpoint_version = str(written["metadata"]["resourceVersion"])
         self._checkpointed = (now, unchanged)
