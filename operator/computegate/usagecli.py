@@ -45,24 +45,36 @@ def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
     export.set_defaults(handler=run_export)
 
 
-def live_records(kubeconfig: Path | None) -> list[dict[str, Any]]:
+def live_records(kubeconfig: Path | None, *, page_size: int = 500) -> list[dict[str, Any]]:
+    """Every UsageRecord of the cluster, ``page_size`` a request (``limit`` and ``continue``)."""
     from computegate.kubeclient import api_client
 
     api = api_client(kubeconfig)
+    items: list[dict[str, Any]] = []
+    token = ""
     try:
-        method, url, headers, body, _ = api.param_serialize(
-            "GET", RECORDS, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
-        )
-        response = api.call_api(method, url, header_params=headers, body=body)
-        response.read()
-        if response.status == 404:
-            return []
-        if not 200 <= response.status < 300:
-            raise SystemExit(
-                f"computegate: cannot list UsageRecords: HTTP {response.status} {response.reason}"
+        while True:
+            query = [("limit", str(page_size))] + ([("continue", token)] if token else [])
+            method, url, headers, body, _ = api.param_serialize(
+                "GET",
+                RECORDS,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
             )
-        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
-        return items
+            response = api.call_api(method, url, header_params=headers, body=body)
+            response.read()
+            if response.status == 404:
+                return []
+            if not 200 <= response.status < 300:
+                raise SystemExit(
+                    f"computegate: cannot list UsageRecords: HTTP {response.status} {response.reason}"
+                )
+            page = json.loads(response.data)
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
     finally:
         api.close()
 

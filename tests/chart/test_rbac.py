@@ -187,6 +187,38 @@ def test_operator_service_account_records_events_in_tenant_namespaces(
     assert event.metadata.name.startswith("computegate-")
 
 
+def test_operator_service_account_keeps_the_usage_records_working_state_and_nothing_else(
+    operator: Any, admin: Any
+) -> None:
+    core, core_admin = client.CoreV1Api(operator), client.CoreV1Api(admin)
+    tally = {
+        "metadata": {"name": "computegate-denials-rbac", "labels": {"probe": "rbac"}},
+        "data": {"k": "1"},
+    }
+    core.create_namespaced_config_map(NAMESPACE, tally)
+    core.replace_namespaced_config_map("computegate-denials-rbac", NAMESPACE, {**tally, "data": {"k": "2"}})
+    listed = core.list_namespaced_config_map(NAMESPACE, label_selector="probe=rbac", limit=1)
+    assert [c.metadata.name for c in listed.items] == ["computegate-denials-rbac"]
+    try:  # the writer's checkpoint (a real operator of this release may have made it already)
+        core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "computegate-usage-checkpoint"}})
+    except ApiException as error:
+        assert error.status == 409, error.body
+    assert core.read_namespaced_config_map("computegate-usage-checkpoint", NAMESPACE).metadata.name
+    _forbidden(lambda: core.read_namespaced_config_map("computegate-denials-rbac", NAMESPACE))
+    _forbidden(lambda: core.list_namespaced_config_map("kube-system"))
+    _forbidden(lambda: core.create_namespaced_config_map("kube-system", {"metadata": {"name": "x"}}))
+    _forbidden(lambda: core.read_namespaced_config_map("kube-root-ca.crt", "kube-system"))
+    for name in ("computegate-denials-rbac", "computegate-usage-checkpoint"):
+        core.delete_namespaced_config_map(name, NAMESPACE)
+    assert core_admin.list_namespaced_config_map(NAMESPACE, label_selector="probe=rbac").items == []
+    custom = client.CustomObjectsApi(operator)
+    custom.delete_collection_cluster_custom_object(
+        GROUP, VERSION, "usagerecords", label_selector="computegate.io/day in (1999-01-01)"
+    )
+    assert custom.list_cluster_custom_object(GROUP, VERSION, "usagerecords", limit=1)["items"] == []
+    _forbidden(lambda: custom.get_cluster_custom_object(GROUP, VERSION, "usagerecords", "any.1999-01-01"))
+
+
 def test_operator_service_account_reads_the_controller_a_scale_request_names(
     operator_kubeconfig: Path, admin: Any, license_objects: str
 ) -> None:

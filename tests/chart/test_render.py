@@ -188,7 +188,10 @@ def test_cert_manager_mode_annotates_both_configurations_and_mounts_the_certific
     assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
     assert "--tls-self-managed" not in pod["containers"][0]["args"]
     # The operator needs no Secret access when cert-manager issues the certificate.
-    assert [role["metadata"]["name"] for role in by_kind(documents, "Role")] == [f"{RELEASE}-leader-election"]
+    assert [role["metadata"]["name"] for role in by_kind(documents, "Role")] == [
+        f"{RELEASE}-leader-election",
+        f"{RELEASE}-usage",
+    ]
 
 
 def test_cert_manager_mode_with_an_own_issuer_makes_no_issuer(offline_tools: Tools) -> None:
@@ -275,6 +278,19 @@ def test_operator_rbac_names_only_its_two_webhook_configurations_and_its_own_sec
     }
     for role in (tls, election):
         assert all("list" not in rule["verbs"] and "watch" not in rule["verbs"] for rule in role["rules"])
+    # The usage record's tallies and checkpoint: ConfigMaps of the release namespace only, never
+    # watched, and no `get` but of the checkpoint (docs/compliance.md).
+    usage = one(documents, "Role", f"{RELEASE}-usage")
+    assert usage["metadata"]["namespace"] == NAMESPACE
+    assert {
+        (r["resources"][0], tuple(r.get("resourceNames", ())), tuple(r["verbs"])) for r in usage["rules"]
+    } == {
+        ("configmaps", (), ("create", "update", "list", "delete")),
+        ("configmaps", ("computegate-usage-checkpoint",), ("get",)),
+    }
+    records = [r for r in cluster_role["rules"] if "usagerecords" in r["resources"]]
+    assert [tuple(r["verbs"]) for r in records] == [("list", "create", "deletecollection")]
+    assert all("configmaps" not in rule["resources"] for rule in cluster_role["rules"])
 
 
 def test_people_roles_are_not_aggregated_into_the_builtin_roles_by_default(offline_tools: Tools) -> None:

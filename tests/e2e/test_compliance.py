@@ -1,28 +1,37 @@
 """Continuous compliance on the full dev cluster (docs/compliance.md): running pods judged again
 when what decided them changes, reported (Events, license and Tenant status, openreports.io
-Reports) and, with ``onViolation: Evict``, evicted through the Eviction API.
+Reports) and, with ``onViolation: Evict``, evicted through the Eviction API; what survives a
+change of leader (the eviction grace period) and what every replica adds to the usage record
+(its denials).
 
-One ``computegate dev up`` for the module (controllers, scheduler, kwok, webhook), with the
-chart's openreports.io Report CRD installed. Each test makes its own tenant and license; the
-eviction test changes the cluster's policy and puts it back.
+One ``computegate dev up --webhook-replicas 2`` for the module (controllers, scheduler, kwok,
+two webhook operators behind one endpoint, one of them elected), with the chart's openreports.io
+Report CRD installed. Each test makes its own tenant and license; the eviction tests change the
+cluster's policy and put it back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from computegate.devcluster import ControlPlane, find_binaries
+from computegate.devcluster import ControlPlane, ManagedProcess, find_binaries
 from tests.e2e.webhook_support import CHART, H100_TPP, Cluster, license, pod, tenant, unique, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +39,7 @@ pytestmark = pytest.mark.e2e
 STATE = Path(__file__).parent / "data" / "cluster" / "state"
 SOON = 10.0  # "within seconds", with room for a loaded machine
 USAGE_PERIOD = 10  # seconds per usage record here (a day by default)
+REPLICAS = 2
 
 
 def _computegate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,9 +66,11 @@ def _report_crd(plane: ControlPlane) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     find_binaries(require_cluster=True)
     data_dir = tmp_path_factory.mktemp("compliance-dev")
-    os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"] = f"--usage-period={USAGE_PERIOD}"
+    os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"] = f"--usage-period={USAGE_PERIOD} --reconcile-interval=2"
     try:
-        up = _computegate("dev", "up", "--state", str(STATE), f"--data-dir={data_dir}")
+        up = _computegate(
+            "dev", "up", "--state", str(STATE), f"--data-dir={data_dir}", f"--webhook-replicas={REPLICAS}"
+        )
     finally:
         del os.environ["COMPUTEGATE_DEV_WEBHOOK_ARGS"]
     try:
@@ -362,3 +374,141 @@ def test_usage_figures_equal_the_pods_run_interval_times_its_tpp_and_verify_catc
     path.write_text(yaml.safe_dump(body))
     caught = _computegate("verify", "--folder", str(tmp_path))
     assert caught.returncode == 1 and "edited" in caught.stderr
+
+
+# -- several replicas: what a change of leader keeps, what every replica adds ------------------
+def replicas(cluster: Cluster) -> list[ManagedProcess]:
+    found = [p for p in cluster.plane.running_processes() if p.name.startswith("computegate-webhook")]
+    assert len(found) == REPLICAS, [p.name for p in found]
+    return found
+
+
+def leader_pid(cluster: Cluster) -> int:
+    """The pid in the Lease holder's identity (``<host>_<pid>_<random>``)."""
+    lease = cluster.get("lease", "computegate-ledger", "-n", "computegate-system")
+    return int(str(lease["spec"]["holderIdentity"]).rsplit("_", 2)[1])
+
+
+def denials_answered(process: ManagedProcess, code: str) -> float:
+    argv = list(process.argv)
+    port = argv[argv.index("--health-port") + 1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    wanted = ('webhook="validate-workloads"', f'code="{code}"', 'result="denied"')
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("computegate_admission_decisions_total{") and all(w in line for w in wanted)
+    )
+
+
+GRACE = 45
+GRACE_POLICY = f"""
+apiVersion: computegate.io/v1alpha1
+kind: CompliancePolicy
+metadata: {{name: default}}
+spec: {{enforcement: Enforce, onViolation: Evict, evictionGracePeriod: {GRACE}s}}
+"""
+
+
+def test_a_new_leader_continues_the_eviction_grace_period_the_last_one_started(cluster: Cluster) -> None:
+    name, namespace, lic = licensed(cluster, 1)
+    start(cluster, namespace, "graced")
+    cluster.apply(GRACE_POLICY)
+    try:
+        patch = {"spec": {"revoked": True}}
+        assert (
+            cluster.kubectl("patch", "exportlicense", lic, "--type=merge", "-p", json.dumps(patch)).returncode
+            == 0
+        )
+
+        def first_seen() -> datetime | None:
+            pods = (cluster.get("tenant", name).get("status") or {}).get("violatingPods") or []
+            return next((parse(p["since"]) for p in pods if p["name"] == "graced"), None)
+
+        wait_until(
+            lambda: first_seen() is not None, timeout=SOON, what="the violation in the Tenant's status"
+        )
+        since = first_seen()
+        assert since is not None
+        # The leader stops answering (paused, as a node that hangs): the other replica takes the
+        # Lease when it expires, and must count the grace period from ``since``, not from then.
+        old = leader_pid(cluster)
+        os.kill(old, signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: leader_pid(cluster) != old, timeout=40, what="the other replica to take the Lease"
+            )
+        finally:
+            os.kill(old, signal.SIGCONT)
+        took_over = datetime.now(UTC)
+        assert took_over < since + timedelta(seconds=GRACE - 10), "the takeover came too late to tell"
+        assert "graced" not in warnings(cluster, namespace, "Evicted")
+
+        wait_until(
+            lambda: "graced" in warnings(cluster, namespace, "Evicted"),
+            timeout=GRACE + 30,
+            what="the eviction at the end of the grace period",
+        )
+        evicted = datetime.now(UTC)
+        assert evicted >= since + timedelta(seconds=GRACE - 1)
+        # Counted again from the takeover it would come at ``took_over + GRACE`` at the earliest.
+        assert evicted < took_over + timedelta(seconds=GRACE - 5), (since, took_over, evicted)
+    finally:
+        cluster.apply(POLICY % "Report")
+
+
+def _deny_at_once(cluster: Cluster, namespace: str, count: int) -> list[str]:
+    """``count`` pod creates at the same moment, each from its own client (so the API server
+    opens several connections, and the forwarder spreads them): the code of each refusal."""
+
+    def create(index: int) -> str:
+        api = cluster.plane.api_client()
+        body = yaml.safe_load(pod(f"d{index}-{uuid.uuid4().hex[:4]}", namespace))
+        try:
+            client.CoreV1Api(api).create_namespaced_pod(namespace, body)
+            return "Admitted"
+        except ApiException as error:
+            message = json.loads(error.body or "{}").get("message", "")
+            return message.split("[", 1)[1].split("]", 1)[0] if "[" in message else f"HTTP {error.status}"
+        finally:
+            api.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(create, range(count)))
+
+
+def test_a_denial_answered_by_a_replica_that_does_not_lead_is_in_the_usage_record(cluster: Cluster) -> None:
+    name = unique("denied")
+    namespace = f"{name}-ml"
+    cluster.apply(tenant(name, "SA", namespaces=[namespace]))  # needs a license, holds none
+    wait_until(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+        what=f"the default ServiceAccount of {namespace}",
+    )
+    leader = leader_pid(cluster)
+    followers = [p for p in replicas(cluster) if p.pid != leader]
+    before = sum(denials_answered(p, "NoLicense") for p in followers)
+    codes: list[str] = []
+    for _ in range(5):  # until the replica that does not lead has answered some
+        codes += _deny_at_once(cluster, namespace, 12)
+        if sum(denials_answered(p, "NoLicense") for p in followers) > before:
+            break
+    assert set(codes) == {"NoLicense"}, codes
+    by_followers = sum(denials_answered(p, "NoLicense") for p in followers) - before
+    assert by_followers > 0, "the replica that does not lead answered none of the denials"
+    assert leader_pid(cluster) == leader  # the same leader wrote the records below
+
+    def denials_recorded() -> int:
+        return sum(int(r["spec"]["denials"].get("NoLicense", 0)) for r in records_of(cluster, name))
+
+    wait_until(
+        lambda: denials_recorded() >= len(codes),
+        timeout=2 * USAGE_PERIOD + 15,
+        what=f"{len(codes)} denials in the usage records",
+    )
+    assert denials_recorded() == len(codes)  # each once
+    tallies = cluster.get(
+        "configmaps", "-n", "computegate-system", "-l", "app.kubernetes.io/component=denial-tally"
+    )
+    assert len(tallies["items"]) >= 2  # the follower's tally, and the leader's

@@ -85,6 +85,15 @@ def test_every_api_call_of_the_operator_is_allowed_by_the_charts_roles(
         ("update", "coordination.k8s.io", "leases"),  # the reconciler's election
         ("watch", "", "pods"),
         ("watch", "computegate.io", "exportlicenses"),
+        # The usage record (docs/compliance.md): the denial tally of this replica, the writer's
+        # checkpoint of the open day, the records, and retention by day label.
+        ("update", "", "configmaps"),
+        ("create", "", "configmaps"),
+        ("get", "", "configmaps"),
+        ("list", "", "configmaps"),
+        ("list", "computegate.io", "usagerecords"),
+        ("create", "computegate.io", "usagerecords"),
+        ("deletecollection", "computegate.io", "usagerecords"),
     }
 
     def used() -> set[tuple[str, str, str]]:

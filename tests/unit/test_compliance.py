@@ -9,6 +9,7 @@ from computegate.engine import Code
 from computegate.engine.compliance import next_change, rejudge
 from computegate.models.resources import duration_seconds
 from tests.unit.conftest import NOW, StateFactory, license_, node, obj, pod, tenant
+from tests.unit.memory_kube import MemoryKube
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 H100_TPP = 15832
@@ -207,11 +208,22 @@ def test_the_tenant_status_resolves_namespaces_and_names_conflicts(make_state: S
         license_("lic", "acme", revoked=True),
         running("a", 1),
     )
-    status = tenant_status(state, "acme", set(), rejudge(state, at=NOW))
+    status = tenant_status(
+        state, "acme", set(), rejudge(state, at=NOW), since={("uid-a", "LicenseRevoked"): NOW}
+    )
     assert status["namespaces"] == ["team"]
     assert status["conflicts"] == [{"namespace": "shared", "tenants": ["acme", "other"]}]
     assert status["licenses"] == ["lic"] and status["consumedTPP"] == H100_TPP
     assert status["violations"] == 1 and status["violationsByCode"] == {"LicenseRevoked": 1}
+    assert status["violatingPods"] == [
+        {
+            "namespace": "team",
+            "name": "a",
+            "uid": "uid-a",
+            "code": "LicenseRevoked",
+            "since": "2026-06-01T00:00:00Z",
+        }
+    ]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert (
         conditions["Compliant"]["status"] == "False" and conditions["NamespaceConflict"]["status"] == "True"
@@ -219,7 +231,7 @@ def test_the_tenant_status_resolves_namespaces_and_names_conflicts(make_state: S
 
 
 def test_a_report_is_owned_by_its_pod_and_has_kyvernos_shape(make_state: StateFactory) -> None:
-    from computegate.webhook.compliance import report, report_results
+    from computegate.webhook.reports import report, report_results
 
     state = make_state(
         node("h100-node", H100), restricted(), license_("lic", "acme", revoked=True), running("a", 1)
@@ -235,3 +247,87 @@ def test_a_report_is_owned_by_its_pod_and_has_kyvernos_shape(make_state: StateFa
     (result,) = body["results"]
     assert result["policy"] == "computegate-export-controls" and result["rule"] == "LicenseRevoked"
     assert result["result"] == "fail" and result["properties"]["license"] == "lic"
+
+
+# ----- the grace period survives a change of leader (webhook/compliance.py, against a fake API) -----
+EVICT = policy(enforcement="Enforce", onViolation="Evict", evictionGracePeriod="5m")
+TENANTS = "/apis/computegate.io/v1alpha1/tenants"
+
+
+def evictions(kube: MemoryKube) -> list[str]:
+    return [path for verb, path, _ in kube.requests if verb == "create" and path.endswith("/eviction")]
+
+
+async def test_a_new_leader_continues_the_grace_period_the_last_one_started(make_state: StateFactory) -> None:
+    from computegate.webhook.compliance import Compliance
+    from computegate.webhook.observe import Metrics
+
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", revoked=True), running("a", 1), EVICT
+    )
+    kube = MemoryKube()
+    await kube.post(TENANTS, restricted())
+    clock = [NOW]
+
+    def leader() -> Compliance:
+        return Compliance(kube, state, Metrics(), clock=lambda: clock[0])  # type: ignore[arg-type]
+
+    first = leader()
+    first.judge()
+    await first.publish()
+    (entry,) = kube.objects[f"{TENANTS}/acme"]["status"]["violatingPods"]
+    assert entry == {
+        "namespace": "team",
+        "name": "a",
+        "uid": "uid-a",
+        "code": "LicenseRevoked",
+        "since": "2026-06-01T00:00:00Z",
+    }
+
+    # The first leader is gone; another replica takes over four minutes later, with no memory.
+    clock[0] = NOW + timedelta(minutes=4)
+    second = leader()
+    second.judge()
+    await second.publish()
+    assert evictions(kube) == []  # one minute of the five left
+    clock[0] = NOW + timedelta(minutes=5, seconds=1)
+    second.judge()
+    await second.publish()
+    assert evictions(kube) == ["/api/v1/namespaces/team/pods/a/eviction"]  # not at minute 9
+
+
+async def test_no_eviction_before_the_tenants_status_says_when_the_violation_began(
+    make_state: StateFactory,
+) -> None:
+    from computegate.webhook.compliance import Compliance
+    from computegate.webhook.observe import Metrics
+
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", revoked=True), running("a", 1), EVICT
+    )
+    kube = MemoryKube()  # the Tenant cannot be read (here: not there)
+    compliance = Compliance(kube, state, Metrics(), clock=lambda: NOW + timedelta(days=1))  # type: ignore[arg-type]
+    compliance.judge()
+    await compliance.publish()
+    assert evictions(kube) == []
+    # A replica that stops leading forgets its term: the next one reads the Tenant again.
+    await kube.post(
+        TENANTS,
+        {
+            **restricted(),
+            "status": {
+                "violatingPods": [
+                    {
+                        "namespace": "team",
+                        "name": "a",
+                        "uid": "uid-a",
+                        "code": "LicenseRevoked",
+                        "since": "2026-05-31T00:00:00Z",
+                    }
+                ]
+            },
+        },
+    )
+    compliance.resign()
+    await compliance.publish()
+    assert evictions(kube) == ["/api/v1/namespaces/team/pods/a/eviction"]

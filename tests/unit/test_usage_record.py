@@ -1,5 +1,6 @@
 """The usage record: run intervals into TPP-hours, and a hash chain that shows edits, gaps and
-reordering (engine only, plus the CLI on an exported folder)."""
+reordering (engine, and the CLI on an exported folder); its writer against an in-memory API
+(the leader's checkpoint, every replica's denials, retention and takeover by day label)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from computegate.cli import main
-from computegate.engine.usage import GENESIS, Interval, chain_record, usage_by_license, verify_chain
-from computegate.webhook.usage import heads_in_audit_log, period_of
+from computegate.engine.usage import (
+    GENESIS,
+    Admission,
+    Checkpoint,
+    Interval,
+    chain_record,
+    count_period,
+    verify_chain,
+)
+from computegate.webhook.tally import DenialTally
+from computegate.webhook.usage import UsageRecorder, heads_in_audit_log, period_of
+from tests.unit.conftest import StateFactory, node, pod, tenant
+from tests.unit.memory_kube import MemoryKube
+
+H100 = "NVIDIA-H100-80GB-HBM3"
 
 DAY = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -22,8 +37,37 @@ def test_usage_is_the_run_interval_times_the_controlled_tpp_clipped_to_the_perio
         Interval("b", "acme", "lic", 31664, 2, DAY + timedelta(hours=23)),  # still running
         Interval("c", "other", "x", 999, 1, DAY),
     ]
-    figures = usage_by_license(intervals, "acme", DAY, DAY + timedelta(days=1))
+    figures = count_period(intervals, [], DAY, DAY + timedelta(days=1))["acme"].hours()
     assert figures == {"lic": {"tppHours": 2 * 15832 + 31664, "acceleratorHours": 2 + 2}}
+
+
+def test_a_checkpoint_covers_what_ended_before_it_and_the_rest_is_counted_once() -> None:
+    end = DAY + timedelta(days=1)
+    hour = timedelta(hours=1)
+    ended_early = Interval("a", "acme", "lic", 100, 1, DAY + hour, DAY + 2 * hour)
+    ended_late = Interval("b", "acme", "lic", 100, 1, DAY + hour, DAY + 5 * hour)
+    still_running = Interval("c", "acme", "lic", 100, 1, DAY + 3 * hour)
+    admitted = [Admission(uid, "acme", "Licensed", DAY + hour) for uid in "abc"]
+    admitted.append(Admission("d", "acme", "JurisdictionAllowed", DAY + 4 * hour))
+    until = DAY + 3 * hour
+    everything = [ended_early, ended_late, still_running]
+    checkpoint = Checkpoint(DAY, until, count_period(everything, admitted, DAY, end, until=until))
+    assert checkpoint.tenants["acme"].seconds == {"lic": [100 * 3600, 3600]}  # only the run that ended
+    assert checkpoint.tenants["acme"].admissions == {"Licensed": 3}
+    kept = Checkpoint.from_dict(checkpoint.to_dict())
+    assert kept == checkpoint or kept.to_dict() == checkpoint.to_dict()
+
+    # A new leader that never saw ``a`` (it ended before it started) loses nothing, and counts
+    # ``b``, ``c`` and the admissions it saw once.
+    seen_by_the_next = [ended_late, still_running]
+    counted = count_period(seen_by_the_next, admitted[1:], DAY, end, adopted=kept)["acme"]
+    assert counted.hours() == count_period(everything, admitted, DAY, end)["acme"].hours()
+    assert counted.admissions == {"Licensed": 3, "JurisdictionAllowed": 1}
+    # A checkpoint of another period is not used.
+    other = Checkpoint(DAY - timedelta(days=1), until, kept.tenants)
+    assert count_period(seen_by_the_next, [], DAY, end, adopted=other)["acme"].hours()["lic"]["tppHours"] == (
+        100 * 4 + 100 * 21
+    )
 
 
 def test_periods_are_utc_days() -> None:
@@ -113,3 +157,220 @@ def test_verify_reads_an_exported_folder_and_fails_on_an_edit(tmp_path: Path, ca
     (tmp_path / "acme.1.yaml").write_text(yaml.safe_dump(edited))
     assert main(["verify", "--folder", str(tmp_path)]) == 1
     assert "record 1 (acme.1): edited" in capsys.readouterr().err
+
+
+# ----- the writer (webhook/usage.py, webhook/tally.py) against an in-memory API -----
+RECORDS = "/apis/computegate.io/v1alpha1/usagerecords"
+CONFIGMAPS = "/api/v1/namespaces/cg/configmaps"
+H100_TPP = 15832
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def running_pod(name: str, started: datetime) -> dict[str, Any]:
+    body = pod(name, "team", nodeName="h100-node")
+    body["metadata"].update(
+        uid=f"uid-{name}",
+        creationTimestamp=started.isoformat().replace("+00:00", "Z"),
+        annotations={"computegate.io/code": "Licensed", "computegate.io/license": "lic"},
+    )
+    body["status"] = {"phase": "Running", "startTime": started.isoformat().replace("+00:00", "Z")}
+    return body
+
+
+def replica(
+    make_state: StateFactory, kube: MemoryKube, clock: Clock, identity: str, *pods: dict[str, Any]
+) -> UsageRecorder:
+    state = make_state(node("h100-node", H100), tenant("acme", "CN", namespaces=["team"]), *pods)
+    tally = DenialTally(kube, "cg", identity, clock=clock)  # type: ignore[arg-type]
+    return UsageRecorder(kube, state, tally, clock=clock)  # type: ignore[arg-type]
+
+
+def gone(recorder: UsageRecorder, name: str) -> None:
+    recorder.state.remove("Pod", name, "team")
+
+
+def records(kube: MemoryKube) -> list[dict[str, Any]]:
+    return sorted(kube.under(RECORDS).values(), key=lambda r: int(r["spec"]["sequence"]))
+
+
+async def test_a_new_leader_continues_from_the_checkpoint_and_loses_no_run_that_ended_before_it(
+    make_state: StateFactory,
+) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    early, late = (
+        running_pod("early", DAY + timedelta(hours=1)),
+        running_pod("late", DAY + timedelta(hours=2)),
+    )
+    first = replica(make_state, kube, clock, "first", early, late)
+    first.observe()
+    await first.flush()
+    clock.at = DAY + timedelta(hours=3)
+    gone(first, "early")  # ran two hours
+    first.observe()
+    await first.flush()
+    clock.at = DAY + timedelta(hours=4)
+    first.observe()
+    await first.flush()  # the checkpoint now holds the run that ended
+    assert "computegate-usage-checkpoint" in kube.under(CONFIGMAPS)
+
+    # The first leader dies; a replica that started after ``early`` ended takes over.
+    clock.at = DAY + timedelta(hours=5)
+    second = replica(make_state, kube, clock, "second", late)
+    second.observe()
+    await second.flush()
+    clock.at = DAY + timedelta(hours=6)
+    gone(second, "late")  # ran four hours
+    second.observe()
+    clock.at = DAY + timedelta(days=1, minutes=1)
+    second.observe()
+    await second.flush()
+
+    (record,) = records(kube)
+    assert record["metadata"]["labels"] == {
+        "computegate.io/tenant": "acme",
+        "computegate.io/day": "2026-06-01",
+    }
+    spec = record["spec"]
+    assert spec["licenses"] == {"lic": {"tppHours": f"{6 * H100_TPP:.6f}", "acceleratorHours": "6.000000"}}
+    assert spec["admissions"] == {"Licensed": 2}
+
+
+async def test_every_replicas_denials_reach_the_record_once(make_state: StateFactory) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    other = replica(make_state, kube, clock, "other_1_abc")
+    leader = replica(make_state, kube, clock, "leader_2_def")
+    await leader.flush()  # the chain starts with this day
+    for _ in range(2):
+        other.denied("acme", "LicenseCapExceeded")
+    other.denied(None, "UnknownTenant")  # no tenant: nowhere to count it
+    await other.tally.write()
+    await other.tally.write()  # a write retried after a lost answer: the counts are absolute
+    leader.denied("acme", "NoLicense")  # the leader's own, not written yet
+    assert {name for name in kube.under(CONFIGMAPS) if "denials" in name} == {
+        "computegate-denials-other-1-abc"
+    }
+
+    clock.at = DAY + timedelta(days=1, minutes=1)
+    await leader.flush()
+    (record,) = records(kube)
+    assert record["spec"]["denials"] == {"LicenseCapExceeded": 2, "NoLicense": 1}
+    assert record["spec"]["licenses"] == {} and record["spec"]["admissions"] == {}
+
+    # The other replica dies; its tally is kept while a period it holds can still be written.
+    clock.at = DAY + timedelta(days=3, minutes=1)
+    await leader.flush()
+    assert "computegate-denials-other-1-abc" in kube.under(CONFIGMAPS)
+    clock.at = DAY + timedelta(days=4, minutes=1)
+    await leader.flush()
+    assert "computegate-denials-other-1-abc" not in kube.under(CONFIGMAPS)
+
+
+async def test_a_new_leader_lists_only_the_last_days_records_a_page_at_a_time_to_continue_the_chain(
+    make_state: StateFactory,
+) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(days=2, minutes=1))
+    previous = GENESIS
+    for sequence, day in enumerate((DAY - timedelta(days=30), DAY, DAY + timedelta(days=1))):
+        record = chain_record(
+            {
+                "tenant": "acme",
+                "periodStart": day.isoformat(),
+                "periodEnd": (day + timedelta(days=1)).isoformat().replace("+00:00", "Z"),
+            },
+            sequence=sequence,
+            previous=previous,
+        )
+        previous = record["hash"]
+        labels = {"computegate.io/day": day.strftime("%Y-%m-%d")}
+        await kube.post(RECORDS, {"metadata": {"name": f"acme.{sequence}", "labels": labels}, "spec": record})
+    leader = replica(make_state, kube, clock, "leader", running_pod("p", DAY + timedelta(days=2)))
+    leader.observe()
+    await leader.flush()
+    lists = [(path, selector) for verb, path, selector in kube.requests if verb == "list" and path == RECORDS]
+    assert lists == [(RECORDS, "computegate.io/day in (2026-06-01,2026-06-02,2026-06-03)")]
+    assert leader.head == (2, previous)
+    clock.at = DAY + timedelta(days=3, minutes=1)
+    leader.observe()
+    await leader.flush()
+    newest = records(kube)[-1]["spec"]
+    assert newest["sequence"] == 3 and newest["previousHash"] == previous
+    assert verify_chain([(f"r{i}", r["spec"]) for i, r in enumerate(records(kube))]) == []
+
+
+async def test_retention_deletes_the_days_it_no_longer_keeps_by_label_in_one_request(
+    make_state: StateFactory,
+) -> None:
+    kube = MemoryKube()
+    for age in (40, 36, 35, 1, 0):
+        day = (DAY - timedelta(days=age)).strftime("%Y-%m-%d")
+        await kube.post(RECORDS, {"metadata": {"name": f"acme.{day}", "labels": {"computegate.io/day": day}}})
+    leader = replica(make_state, kube, Clock(DAY + timedelta(hours=12)), "leader")
+    await leader._retain(DAY + timedelta(hours=12))
+    assert sorted(kube.under(RECORDS)) == ["acme.2026-04-27", "acme.2026-05-31", "acme.2026-06-01"]
+    (delete,) = [r for r in kube.requests if r[0] == "deletecollection"]
+    assert delete[2].startswith("computegate.io/day,computegate.io/day notin (2026-04-27,")
+
+
+async def test_kube_pages_follows_continue_tokens_and_never_deletes_a_whole_collection() -> None:
+    from computegate.webhook.kube import Kube
+
+    asked: list[list[tuple[str, str]]] = []
+    answers = [
+        {"items": [{"n": 1}, {"n": 2}], "metadata": {"continue": "next"}},
+        {"items": [{"n": 3}], "metadata": {}},
+    ]
+
+    def call(method: str, path: str, body: Any = None, query: Any = ()) -> dict[str, Any]:
+        asked.append(list(query))
+        return answers[len(asked) - 1]
+
+    kube = Kube(api=None, configuration=None)
+    kube._call = call  # type: ignore[method-assign]
+    pages = [page async for page in kube.pages(RECORDS, selector="a=b", limit=2)]
+    assert pages == [[{"n": 1}, {"n": 2}], [{"n": 3}]]
+    assert asked == [
+        [("limit", "2"), ("labelSelector", "a=b")],
+        [("limit", "2"), ("labelSelector", "a=b"), ("continue", "next")],
+    ]
+    with pytest.raises(ValueError, match="label selector"):
+        await kube.delete_collection(RECORDS, selector="")
+    kube.urgent.shutdown()
+
+
+async def test_a_refused_checkpoint_is_tried_again_a_minute_later_and_the_records_are_still_written(
+    make_state: StateFactory,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    refused: list[str] = []
+    store = kube.post
+
+    async def post(path: str, body: Any, *, urgent: bool = True) -> dict[str, Any]:
+        if body["metadata"]["name"] == "computegate-usage-checkpoint":
+            refused.append(path)
+            raise ApiException(status=422, reason="Unprocessable Entity")  # as for a ConfigMap over 1 MiB
+        return await store(path, body, urgent=urgent)
+
+    kube.post = post  # type: ignore[method-assign]
+    leader = replica(make_state, kube, clock, "leader", running_pod("p", DAY + timedelta(minutes=30)))
+    leader.observe()
+    await leader.flush()
+    clock.at += timedelta(seconds=30)
+    await leader.flush()
+    assert len(refused) == 1  # not at every pass
+    clock.at += timedelta(seconds=31)
+    await leader.flush()
+    assert len(refused) == 2
+    clock.at = DAY + timedelta(days=1, minutes=1)
+    leader.observe()
+    await leader.flush()
+    (record,) = records(kube)
+    assert record["spec"]["licenses"]["lic"]["acceleratorHours"] == "23.500000"

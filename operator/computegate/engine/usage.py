@@ -1,6 +1,7 @@
-"""The usage record (DESIGN.md "After admission"), pure: pods' run intervals in, per tenant and
-period (a day by default) the controlled TPP-hours and accelerator-hours per license out, each
-record chained by hash to the one before; and the check of such a chain.
+"""The usage record (DESIGN.md "After admission"), pure: pods' run intervals and admissions in,
+per tenant and period (a day by default) the controlled TPP-hours and accelerator-hours per
+license and the pods admitted out (continuing an earlier leader's checkpoint of the period),
+each record chained by hash to the one before; and the check of such a chain.
 
 A record's ``hash`` is SHA-256 over its canonical JSON (sorted keys, no spaces) without the
 ``hash`` field, and that JSON holds ``previousHash``: editing, dropping or reordering a record
@@ -12,21 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 __all__ = [
     "GENESIS",
+    "Admission",
+    "Checkpoint",
     "Interval",
     "Problem",
+    "TenantCount",
     "chain_record",
+    "count_period",
     "heads_in_audit_log",
     "parse_head",
     "record_hash",
-    "usage_by_license",
     "verify_chain",
 ]
 
@@ -51,21 +55,120 @@ class Interval:
         return max(0.0, (stop - max(self.start, start)).total_seconds())
 
 
-def usage_by_license(
-    intervals: Iterable[Interval], tenant: str, start: datetime, end: datetime
-) -> dict[str, dict[str, float]]:
-    """The tenant's controlled TPP-hours and accelerator-hours per license within [start, end)."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: {"tppHours": 0.0, "acceleratorHours": 0.0})
+@dataclass(frozen=True)
+class Admission:
+    """A pod a decision stamped, counted once, in the period it was created in."""
+
+    uid: str
+    tenant: str
+    code: str
+    created: datetime
+
+
+@dataclass
+class TenantCount:
+    """One tenant's figures within a period: per license, TPP-seconds and accelerator-seconds;
+    the pods created, by their stamped code."""
+
+    seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0]))
+    admissions: Counter[str] = field(default_factory=Counter)
+
+    def hours(self) -> dict[str, dict[str, float]]:
+        """Per license, ``tppHours`` and ``acceleratorHours`` as the record states them."""
+        return {
+            name: {"tppHours": round(tpp / 3600, 6), "acceleratorHours": round(count / 3600, 6)}
+            for name, (tpp, count) in sorted(self.seconds.items())
+            if tpp > 0 or count > 0
+        }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a leader had counted of one period by ``until``, kept for the next leader: the runs
+    that ended and the pods created before it. A new leader takes these from the checkpoint and
+    counts the rest (runs that end later, runs still going, pods created later) itself, so a pod
+    that ended before the new leader started watching is not lost (docs/compliance.md)."""
+
+    start: datetime
+    until: datetime
+    tenants: Mapping[str, TenantCount]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "periodStart": self.start.isoformat(),
+            "until": self.until.isoformat(),
+            "tenants": {
+                name: {
+                    # To the millisecond: far finer than the record's hours to 6 decimals.
+                    "seconds": {
+                        lic: [round(f, 3) for f in figures] for lic, figures in sorted(count.seconds.items())
+                    },
+                    "admissions": dict(sorted(count.admissions.items())),
+                }
+                for name, count in sorted(self.tenants.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """Raises ``ValueError`` (``KeyError``, ``TypeError``) on a checkpoint it cannot read."""
+        tenants: dict[str, TenantCount] = {}
+        for name, body in dict(data["tenants"]).items():
+            count = TenantCount()
+            for lic, (tpp, accelerators) in dict(body.get("seconds") or {}).items():
+                count.seconds[str(lic)] = [float(tpp), float(accelerators)]
+            count.admissions.update({str(k): int(v) for k, v in dict(body.get("admissions") or {}).items()})
+            tenants[str(name)] = count
+        return cls(
+            datetime.fromisoformat(str(data["periodStart"])),
+            datetime.fromisoformat(str(data["until"])),
+            tenants,
+        )
+
+
+def count_period(
+    intervals: Iterable[Interval],
+    admissions: Iterable[Admission],
+    start: datetime,
+    end: datetime,
+    *,
+    adopted: Checkpoint | None = None,
+    until: datetime | None = None,
+) -> dict[str, TenantCount]:
+    """Per tenant, its figures within [start, end).
+
+    ``adopted``: an earlier leader's checkpoint of this period; what it covers (runs that ended
+    and pods created before its ``until``) is taken from it, not from ``intervals`` and
+    ``admissions``. ``until``: count only what is final before that instant (runs that ended,
+    pods created), as a checkpoint does."""
+    out: dict[str, TenantCount] = defaultdict(TenantCount)
+    covered = adopted.until if adopted is not None and adopted.start == start else None
+    if adopted is not None and covered is not None:
+        for name, earlier in adopted.tenants.items():
+            count = out[name]
+            for lic, (tpp, accelerators) in earlier.seconds.items():
+                count.seconds[lic][0] += tpp
+                count.seconds[lic][1] += accelerators
+            count.admissions.update(earlier.admissions)
     for interval in intervals:
-        if interval.tenant != tenant:
+        if covered is not None and interval.end is not None and interval.end < covered:
+            continue
+        if until is not None and (interval.end is None or interval.end >= until):
             continue
         seconds = interval.seconds_within(start, end)
-        if seconds <= 0:
+        if seconds > 0:
+            figures = out[interval.tenant].seconds[interval.license]
+            figures[0] += interval.tpp * seconds
+            figures[1] += interval.accelerators * seconds
+    for admission in admissions:
+        if not start <= admission.created < end:
             continue
-        figures = out[interval.license]
-        figures["tppHours"] += interval.tpp * seconds / 3600
-        figures["acceleratorHours"] += interval.accelerators * seconds / 3600
-    return {name: {k: round(v, 6) for k, v in figures.items()} for name, figures in sorted(out.items())}
+        if covered is not None and admission.created < covered:
+            continue
+        if until is not None and admission.created >= until:
+            continue
+        out[admission.tenant].admissions[admission.code] += 1
+    return dict(out)
 
 
 def _canonical(record: Mapping[str, Any]) -> bytes:

@@ -94,7 +94,9 @@ _TENANT_STATUS: JsonSchema = {
         "Kept by the operator (docs/compliance.md): namespaces (resolved to this tenant), conflicts "
         "(namespaces another tenant claims too), licenses, consumedTPP, consumedAccelerators, "
         "violations (running pods the engine would refuse now), auditFindings (the same, under Audit "
-        "enforcement), violationsByCode and conditions (Compliant, NamespaceConflict)."
+        "enforcement), violationsByCode, violatingPods (namespace, name, uid, code and since: when "
+        "the violation was first seen, from which the eviction grace period counts) and conditions "
+        "(Compliant, NamespaceConflict)."
     ),
     "x-kubernetes-preserve-unknown-fields": True,
 }

@@ -6,13 +6,17 @@ pods would be refused now; every replica does, for its metric. Only the elected 
 
 - a Warning Event per violating pod and code, named after the pod, the code and the pod's uid,
   so a second writer (a new leader, a restart) finds it exists and does not post it again;
-- each Tenant's status (namespaces resolved, conflicts, licenses, consumption, violations);
-- an openreports.io ``Report`` per judged pod, owned by it (written only while the Report CRD
-  is served);
+- each Tenant's status (namespaces resolved, conflicts, licenses, consumption, violations, and
+  the violating pods with the instant each was first seen in violation);
+- an openreports.io ``Report`` per judged pod, owned by it (``computegate.webhook.reports``);
 - with ``onViolation: Evict``, the eviction of an enforced violation (never of a code that can
   come from missing state) once it has lasted ``evictionGracePeriod``, through the Eviction
   API so PodDisruptionBudgets hold, at most ``evictions_per_minute``; a PDB that blocks it is
   reported as ``EvictionBlocked``.
+
+The grace period survives a change of leader: when a violation was first seen is kept in the
+Tenant's status (``violatingPods``), which only admins and the operator can write, and a new
+leader reads each Tenant once at the start of its term and continues the count from there.
 
 The license status (``Violations`` condition and count) is written by the reconciler itself,
 in its one write of each license's status.
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,13 +42,16 @@ from computegate.vocabulary import TENANT_LABEL
 from computegate.webhook.kube import Conflict, Kube
 from computegate.webhook.licenses import comparable, with_transition_times
 from computegate.webhook.observe import EVENT_SOURCE, Metrics
+from computegate.webhook.reports import Reports, number
 
 logger = logging.getLogger(__name__)
 
 TENANTS = f"/apis/{GROUP}/{VERSION}/tenants"
-REPORTS_API = "/apis/openreports.io/v1alpha1"
-REPORT_POLICY = "computegate-export-controls"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "computegate"}
+# Violating pods listed in a Tenant's status, oldest first (Gatekeeper lists 20 per constraint);
+# beyond them the counts stay exact, and only the newest violations' grace periods would start
+# again under a new leader.
+VIOLATING_PODS_LISTED = 500
+Since = Mapping[tuple[str, str], datetime]  # (pod uid, code) → first seen in violation
 
 
 def _now() -> datetime:
@@ -55,8 +62,11 @@ def _stamp(at: datetime) -> str:
     return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else round(value, 6)
+def _parse(stamp: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -66,19 +76,17 @@ class Compliance:
     metrics: Metrics
     clock: Any = _now
     evictions_per_minute: float = 10.0
-    reports_recheck_seconds: float = 60.0
     findings: list[Finding] = field(default_factory=list)
     _events: set[str] = field(default_factory=set)  # Event names posted (or found) already
-    _tenant_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # last written
-    _reports: dict[str, str] = field(default_factory=dict)  # pod uid → result last written
-    _report_pods: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid → (ns, name)
-    _reports_served: tuple[bool, float] | None = None  # (served, when checked)
+    # What this replica knows in its term as the writer; ``resign`` forgets it.
+    _tenant_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # last read or written
     _violating_since: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (uid, code)
     _tokens: float = 0.0
     _tokens_at: datetime | None = None
     _gauged: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.reports = Reports(self.kube, lambda: self.clock())
         self.violations = Gauge(
             "computegate_running_violations",
             "Running pods the engine would refuse now, by tenant, reason code and mode "
@@ -116,6 +124,13 @@ class Compliance:
 
     # ----- the elected writer -----
 
+    def resign(self) -> None:
+        """No longer the writer: a later term reads the Tenants' statuses again (another leader
+        may have written them meanwhile)."""
+        self._tenant_status.clear()
+        self._violating_since.clear()
+        self.reports.resign()
+
     async def publish(self, *, synced: bool = True) -> None:
         findings = self.findings
         for finding in findings:
@@ -123,10 +138,10 @@ class Compliance:
                 finding, finding.code.value, _violation_message(finding), audit=not finding.enforced
             )
         await self._write_tenants(findings)
-        await self._write_reports(findings)
+        await self.reports.write(findings, lambda namespace, name: (namespace, name) in self.state.pods)
         if synced and self.state.policy.spec.on_violation is OnViolation.EVICT:
             await self._evict(findings)
-        current = {(f.uid, f.code.value) for f in findings}
+        current = {(f.uid, f.code.value) for f in findings if f.enforced}
         for key in set(self._violating_since) - current:
             del self._violating_since[key]
         # Forget what no longer applies (an Event name ends with its pod's uid prefix); a finding
@@ -193,15 +208,37 @@ class Compliance:
             if owner:
                 labelled[owner].add(namespace.metadata.name)
         for name in sorted(self.state.tenants):
-            wanted = tenant_status(self.state, name, labelled.get(name, set()), by_tenant.get(name, []))
-            if comparable(wanted) == comparable(self._tenant_status.get(name)):
-                continue
+            mine = by_tenant.get(name, [])
             try:
-                await self._put_tenant_status(name, wanted, now)
+                if name not in self._tenant_status and not await self._read_tenant(name):
+                    continue
+                for finding in mine:
+                    if finding.enforced:
+                        self._violating_since.setdefault((finding.uid, finding.code.value), now)
+                wanted = tenant_status(
+                    self.state, name, labelled.get(name, set()), mine, since=self._violating_since
+                )
+                if comparable(wanted) != comparable(self._tenant_status[name]):
+                    await self._put_tenant_status(name, wanted, now)
             except Conflict:
-                continue  # the Tenant changed meanwhile: its watch event brings another pass
+                self._tenant_status.pop(name, None)  # changed meanwhile: read again next pass
             except Exception as error:
                 logger.warning("Could not write the status of Tenant %s: %s", name, error)
+
+    async def _read_tenant(self, name: str) -> bool:
+        """The first look at a Tenant in this term: continue the grace periods its status holds
+        (when an earlier leader first saw each violation)."""
+        obj = await self.kube.get(f"{TENANTS}/{name}", urgent=False)
+        if obj is None:
+            return False
+        status = obj.get("status") or {}
+        for entry in status.get("violatingPods") or []:
+            since = _parse(entry.get("since"))
+            key = (str(entry.get("uid")), str(entry.get("code")))
+            if since is not None and (key not in self._violating_since or since < self._violating_since[key]):
+                self._violating_since[key] = since
+        self._tenant_status[name] = status
+        return True
 
     async def _put_tenant_status(self, name: str, wanted: dict[str, Any], now: datetime) -> None:
         obj = await self.kube.get(f"{TENANTS}/{name}", urgent=False)
@@ -213,60 +250,6 @@ class Compliance:
             await self.kube.put(f"{TENANTS}/{name}/status", {**obj, "status": full}, urgent=False)
         self._tenant_status[name] = wanted
 
-    # Reports
-
-    async def _reports_available(self) -> bool:
-        now = self.clock().timestamp()
-        # Looked up again every minute while served; while not, at every pass that has findings
-        # to report (a CRD just installed is used at once), else every half minute.
-        served_before = self._reports_served is not None and self._reports_served[0]
-        recheck = self.reports_recheck_seconds if served_before else (0.0 if self.findings else 30.0)
-        if self._reports_served is None or now - self._reports_served[1] > recheck:
-            try:
-                found = await self.kube.get(REPORTS_API, urgent=False)
-                served = found is not None and any(
-                    r.get("name") == "reports" for r in found.get("resources") or []
-                )
-            except Exception:
-                served = False
-            self._reports_served = (served, now)
-        return self._reports_served[0]
-
-    async def _write_reports(self, findings: Sequence[Finding]) -> None:
-        if not await self._reports_available():
-            return
-        now = self.clock()
-        current = {f.uid: f for f in findings if f.uid}
-        for uid, finding in current.items():
-            result = "fail" if finding.enforced else "warn"
-            if self._reports.get(uid) == f"{result}:{finding.code.value}":
-                continue
-            await self._put_report(finding.namespace, finding.name, uid, report_results(finding, now))
-            self._reports[uid] = f"{result}:{finding.code.value}"
-            self._report_pods[uid] = (finding.namespace, finding.name)
-        # A pod no longer in violation: its report says so (the pod's deletion removes it).
-        for uid in [uid for uid in self._reports if uid not in current]:
-            namespace, name = self._report_pods[uid]
-            if (namespace, name) in self.state.pods:
-                await self._put_report(namespace, name, uid, [_pass_result(now)])
-            del self._reports[uid]
-            del self._report_pods[uid]
-
-    async def _put_report(self, namespace: str, pod: str, uid: str, results: list[dict[str, Any]]) -> None:
-        body = report(namespace, pod, uid, results)
-        path = f"{REPORTS_API}/namespaces/{namespace}/reports"
-        try:
-            try:
-                await self.kube.post(path, body, urgent=False)
-            except Conflict:
-                existing = await self.kube.get(f"{path}/{uid}", urgent=False)
-                if existing is None:
-                    return
-                meta = {**body["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}
-                await self.kube.put(f"{path}/{uid}", {**body, "metadata": meta}, urgent=False)
-        except Exception as error:
-            logger.warning("Could not write the Report of pod %s/%s: %s", namespace, pod, error)
-
     # Evictions
 
     async def _evict(self, findings: Sequence[Finding]) -> None:
@@ -275,8 +258,9 @@ class Compliance:
         for finding in findings:
             if not finding.evictable:
                 continue
-            since = self._violating_since.setdefault((finding.uid, finding.code.value), now)
-            if (now - since).total_seconds() < grace or not self._take_token(now):
+            # Unknown until the Tenant's status has been read in this term: no eviction before.
+            since = self._violating_since.get((finding.uid, finding.code.value))
+            if since is None or (now - since).total_seconds() < grace or not self._take_token(now):
                 continue
             await self._evict_one(finding)
 
@@ -337,10 +321,11 @@ def _violation_message(finding: Finding) -> str:
 
 
 def tenant_status(
-    state: ClusterState, name: str, labelled: set[str], findings: Sequence[Finding]
+    state: ClusterState, name: str, labelled: set[str], findings: Sequence[Finding], *, since: Since
 ) -> dict[str, Any]:
     """A Tenant's status: its namespaces (resolved, and those in conflict), licenses, what they
-    consume, and its running pods that the engine would refuse now."""
+    consume, and its running pods that the engine would refuse now; the violations among them
+    with when each was first seen (``since``), which a new leader continues from."""
     tenant = state.tenants[name]
     resolved: list[str] = []
     conflicts: list[dict[str, Any]] = []
@@ -362,11 +347,12 @@ def tenant_status(
         "namespaces": resolved,
         "conflicts": conflicts,
         "licenses": [lic.metadata.name for lic in licenses],
-        "consumedTPP": _number(used_tpp),
-        "consumedAccelerators": _number(used_count),
+        "consumedTPP": number(used_tpp),
+        "consumedAccelerators": number(used_count),
         "violations": len(enforced),
         "auditFindings": len(findings) - len(enforced),
         "violationsByCode": dict(sorted(by_code.items())),
+        "violatingPods": violating_pods(enforced, since),
     }
     compliant: dict[str, Any] = (
         {
@@ -384,9 +370,9 @@ def tenant_status(
             + ", ".join(f"{code} {count}" for code, count in sorted(by_code.items())),
         }
     )
-    since = [f.since for f in enforced if f.since is not None]
-    if enforced and len(since) == len(enforced):
-        compliant["lastTransitionTime"] = _stamp(min(since))
+    expired_at = [f.since for f in enforced if f.since is not None]
+    if enforced and len(expired_at) == len(enforced):
+        compliant["lastTransitionTime"] = _stamp(min(expired_at))
     conflict: dict[str, Any] = (
         {
             "type": "NamespaceConflict",
@@ -405,66 +391,15 @@ def tenant_status(
     return status
 
 
-def report_results(finding: Finding, at: datetime) -> list[dict[str, Any]]:
-    properties = {
-        "code": finding.code.value,
-        "controlledTPP": str(_number(finding.controlled_tpp)),
-        "controlledAccelerators": str(_number(finding.controlled_accelerators)),
-    }
-    if finding.tenant:
-        properties["tenant"] = finding.tenant
-    if finding.license:
-        properties["license"] = finding.license
+def violating_pods(enforced: Sequence[Finding], since: Since) -> list[dict[str, Any]]:
+    """The enforced violations with when each was first seen, oldest first, at most
+    ``VIOLATING_PODS_LISTED``."""
+    dated = [(since[(f.uid, f.code.value)], f) for f in enforced if (f.uid, f.code.value) in since]
+    dated.sort(key=lambda pair: (pair[0], pair[1].namespace, pair[1].name))
     return [
-        {
-            "source": EVENT_SOURCE,
-            "policy": REPORT_POLICY,
-            "rule": finding.code.value,
-            "category": "Export controls",
-            "severity": "high",
-            "result": "fail" if finding.enforced else "warn",
-            "scored": True,
-            "message": finding.message,
-            "properties": properties,
-            "timestamp": {"seconds": int(at.timestamp()), "nanos": 0},
-        }
+        {"namespace": f.namespace, "name": f.name, "uid": f.uid, "code": f.code.value, "since": _stamp(at)}
+        for at, f in dated[:VIOLATING_PODS_LISTED]
     ]
 
 
-def _pass_result(at: datetime) -> dict[str, Any]:
-    return {
-        "source": EVENT_SOURCE,
-        "policy": REPORT_POLICY,
-        "rule": "Rejudge",
-        "category": "Export controls",
-        "severity": "high",
-        "result": "pass",
-        "scored": True,
-        "message": "the running pod would be admitted now",
-        "timestamp": {"seconds": int(at.timestamp()), "nanos": 0},
-    }
-
-
-def report(namespace: str, pod: str, uid: str, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """An openreports.io Report for one pod, named after and owned by it (as Kyverno writes its
-    per-resource reports), so it goes when the pod goes."""
-    summary = {
-        key: sum(1 for r in results if r["result"] == key)
-        for key in ("pass", "fail", "warn", "error", "skip")
-    }
-    return {
-        "apiVersion": "openreports.io/v1alpha1",
-        "kind": "Report",
-        "metadata": {
-            "name": uid,
-            "namespace": namespace,
-            "labels": {**MANAGED_BY, "computegate.io/pod-uid": uid},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid}],
-        },
-        "scope": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": pod, "uid": uid},
-        "summary": summary,
-        "results": results,
-    }
-
-
-__all__ = ["Compliance", "report", "tenant_status"]
+__all__ = ["Compliance", "tenant_status", "violating_pods"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +83,18 @@ class Kube:
         except (ApiException, OSError) as error:  # an Event is best effort; the decision stands
             logger.warning("Could not post an Event: %s", getattr(error, "reason", error))
 
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        query: Sequence[tuple[str, str]] = (),
+    ) -> dict[str, Any]:
         """One request with this identity; the JSON answer. Raises ``ApiException`` (``.status``)."""
         method, url, headers, payload, _ = self.api.param_serialize(
             method,
             path,
+            query_params=list(query) or None,
             header_params={"Accept": "application/json", "Content-Type": "application/json"},
             body=dict(body) if body is not None else None,
             auth_settings=["BearerToken"],
@@ -144,6 +151,39 @@ class Kube:
                     raise
 
         await self._urgently(call, urgent)
+
+    async def pages(
+        self, path: str, *, selector: str = "", limit: int = 500, urgent: bool = False
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """A collection, ``limit`` objects a request (``continue`` tokens), so no answer holds
+        them all; nothing when the collection is not served."""
+        token = ""
+        while True:
+            query = [("limit", str(limit))]
+            query += [("labelSelector", selector)] if selector else []
+            query += [("continue", token)] if token else []
+
+            def call(query: list[tuple[str, str]] = query) -> dict[str, Any] | None:
+                try:
+                    return self._call("GET", path, query=query)
+                except ApiException as error:
+                    if error.status == 404:
+                        return None
+                    raise
+
+            page = await self._urgently(call, urgent)
+            if page is None:
+                return
+            yield list(page.get("items") or [])
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return
+
+    async def delete_collection(self, path: str, *, selector: str, urgent: bool = False) -> None:
+        """Delete every object of a collection that ``selector`` matches, in one request."""
+        if not selector:
+            raise ValueError("deleting a whole collection needs a label selector")
+        await self._urgently(lambda: self._call("DELETE", path, query=[("labelSelector", selector)]), urgent)
 
     async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         workload = WORKLOAD_BY_PLURAL.get(plural)

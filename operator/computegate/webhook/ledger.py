@@ -280,6 +280,8 @@ class Reconciler:
                         await self.compliance.publish()
                     except Exception as error:
                         logger.warning("Could not publish the compliance findings: %s", error)
+            elif self.compliance is not None:
+                self.compliance.resign()
             if self.usage is not None:
                 self.usage.observe()
                 if self.election.is_leader:
@@ -287,6 +289,8 @@ class Reconciler:
                         await self.usage.flush()
                     except Exception as error:
                         logger.warning("Could not write the usage record: %s", error)
+                else:
+                    self.usage.resign()  # a later term starts from what is in the cluster then
             self.refresh_gauges()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=self._until_next(interval))

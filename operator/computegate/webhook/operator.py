@@ -38,6 +38,7 @@ from computegate.webhook.podwatch import PodWatch
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
 from computegate.webhook.server import WebhookServer
+from computegate.webhook.tally import DenialTally
 from computegate.webhook.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -152,14 +153,16 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     ca_changed = asyncio.Event()
     runtime = build_runtime(options, ca_changed=ca_changed)
+    election = Election(runtime.kube, options.namespace)
+    period = timedelta(seconds=options.usage_period)
     usage = UsageRecorder(
         runtime.kube,
         runtime.state,
-        period=timedelta(seconds=options.usage_period),
+        DenialTally(runtime.kube, options.namespace, election.identity, period=period),
+        period=period,
         retention=timedelta(days=options.usage_retention_days),
     )
-    runtime.usage = usage
-    election = Election(runtime.kube, options.namespace, usage=usage)
+    runtime.usage = election.usage = usage
     reconciler = Reconciler(
         runtime.kube,
         runtime.state,
@@ -175,6 +178,7 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
     background: list[Awaitable[None]] = [
         pods.run(),
         election.run(),
+        usage.tally.run(),
         reconcile_when_synced(runtime, reconciler, interval=options.reconcile_interval),
     ]
     if options.register:
