@@ -10,7 +10,6 @@ the chain with the same hash. Exit 0: the record holds; 1: a problem, each on it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,30 +46,22 @@ def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def live_records(kubeconfig: Path | None, *, page_size: int = 500) -> list[dict[str, Any]]:
     """Every UsageRecord of the cluster, ``page_size`` a request (``limit`` and ``continue``)."""
-    from computegate.kubeclient import api_client
+    from computegate.kubeclient import KubeApiError, api_client, request
 
     api = api_client(kubeconfig)
     items: list[dict[str, Any]] = []
     token = ""
     try:
         while True:
-            query = [("limit", str(page_size))] + ([("continue", token)] if token else [])
-            method, url, headers, body, _ = api.param_serialize(
-                "GET",
-                RECORDS,
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(method, url, header_params=headers, body=body)
-            response.read()
-            if response.status == 404:
-                return []
-            if not 200 <= response.status < 300:
-                raise SystemExit(
-                    f"computegate: cannot list UsageRecords: HTTP {response.status} {response.reason}"
-                )
-            page = json.loads(response.data)
+            query = {"limit": str(page_size)} | ({"continue": token} if token else {})
+            try:
+                page = request(api, "GET", RECORDS, query=query)[1]
+            except KubeApiError as error:
+                if error.status == 404:  # the CRD is not installed: no record
+                    return []
+                raise SystemExit(f"computegate: cannot list UsageRecords: {error}") from None
+            except ConnectionError as error:
+                raise SystemExit(f"computegate: cannot list UsageRecords: {error}") from None
             items += page.get("items") or []
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:

@@ -28,7 +28,7 @@ import yaml
 
 from computegate.devcluster import ControlPlane, ManagedProcess
 from computegate.devcluster._process import tail
-from computegate.devcluster._webhook import _free_ports
+from computegate.devcluster._servers import free_ports
 from computegate.webhook.certs import ensure_serving_files
 from computegate.webhook.operator import configurations
 from computegate.webhook.options import Options
@@ -300,7 +300,7 @@ class Operator:
         self.work = work
         self.kubeconfig = kubeconfig  # the chart's ServiceAccount
         self.cert_dir = cert_dir or work / "certs"
-        self.port, self.health_port = _free_ports(2)
+        self.port, self.health_port = free_ports(2)
         self.registered_port = registered_port or self.port
         self.process: ManagedProcess | None = None
         if registered_port is None:

@@ -321,14 +321,14 @@ async def test_retention_deletes_the_days_it_no_longer_keeps_by_label_in_one_req
 async def test_kube_pages_follows_continue_tokens_and_never_deletes_a_whole_collection() -> None:
     from computegate.webhook.kube import Kube
 
-    asked: list[list[tuple[str, str]]] = []
+    asked: list[dict[str, str]] = []
     answers = [
         {"items": [{"n": 1}, {"n": 2}], "metadata": {"continue": "next"}},
         {"items": [{"n": 3}], "metadata": {}},
     ]
 
-    def call(method: str, path: str, body: Any = None, query: Any = ()) -> dict[str, Any]:
-        asked.append(list(query))
+    def call(method: str, path: str, body: Any = None, query: Any = None) -> dict[str, Any]:
+        asked.append(dict(query))
         return answers[len(asked) - 1]
 
     kube = Kube(api=None, configuration=None)
@@ -336,8 +336,8 @@ async def test_kube_pages_follows_continue_tokens_and_never_deletes_a_whole_coll
     pages = [page async for page in kube.pages(RECORDS, selector="a=b", limit=2)]
     assert pages == [[{"n": 1}, {"n": 2}], [{"n": 3}]]
     assert asked == [
-        [("limit", "2"), ("labelSelector", "a=b")],
-        [("limit", "2"), ("labelSelector", "a=b"), ("continue", "next")],
+        {"limit": "2", "labelSelector": "a=b"},
+        {"limit": "2", "labelSelector": "a=b", "continue": "next"},
     ]
     with pytest.raises(ValueError, match="label selector"):
         await kube.delete_collection(RECORDS, selector="")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import sys
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from pathlib import Path
 from computegate.devcluster._controlplane import ControlPlaneError
 from computegate.devcluster._dev import DevSession
 from computegate.devcluster._process import ManagedProcess, tail
+from computegate.devcluster._servers import free_ports
 from computegate.kubeclient import KubeApiError, apply, request
 
 __all__ = ["WEBHOOK_PROCESS", "health_port", "start_webhook", "wait_for_webhook", "webhook_step"]
@@ -30,17 +30,6 @@ _CONFIGURATIONS = (
     "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/computegate-validating",
     "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/computegate-mutating",
 )
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _flag(process: ManagedProcess, name: str) -> str:
@@ -67,7 +56,7 @@ def start_webhook(
 ) -> ManagedProcess:
     """Start the operator (or find the one already running) for this control plane."""
     plane = session.control_plane
-    port, health = _free_ports(2)
+    port, health = free_ports(2)
     argv = [
         sys.executable,
         "-m",
@@ -153,7 +142,7 @@ def _start_replicas(session: DevSession) -> None:
         listen = next(a for a in spread.argv if a.startswith("--listen=")).rsplit(":", 1)[1]
         replicas = [running[name] for name in sorted(running) if name.startswith(WEBHOOK_PROCESS)]
     else:
-        (listen_port,) = _free_ports(1)
+        (listen_port,) = free_ports(1)
         listen = str(listen_port)
         replicas = [
             start_webhook(session, extra_args=("--advertise-port", listen), name=f"{WEBHOOK_PROCESS}-{index}")

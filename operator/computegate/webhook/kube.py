@@ -7,9 +7,8 @@ blocks the event loop that answers admission requests.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from computegate.kubeclient import client_configuration
+from computegate.kubeclient import client_configuration, request
 from computegate.vocabulary import WORKLOAD_BY_PLURAL
 
 logger = logging.getLogger(__name__)
@@ -88,23 +87,12 @@ class Kube:
         method: str,
         path: str,
         body: Mapping[str, Any] | None = None,
-        query: Sequence[tuple[str, str]] = (),
+        query: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One request with this identity; the JSON answer. Raises ``ApiException`` (``.status``)."""
-        method, url, headers, payload, _ = self.api.param_serialize(
-            method,
-            path,
-            query_params=list(query) or None,
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            body=dict(body) if body is not None else None,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(method, url, header_params=headers, body=payload)
-        response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason, body=response.data.decode())
-        data: dict[str, Any] = json.loads(response.data)
-        return data
+        """One request with this identity; the JSON answer. Raises ``KubeApiError`` (an
+        ``ApiException``, with ``.status``), or ``ConnectionError`` when the API server cannot be
+        reached."""
+        return request(self.api, method, path, body=dict(body) if body is not None else None, query=query)[1]
 
     async def get(self, path: str, *, urgent: bool = True) -> dict[str, Any] | None:
         """The object at ``path``, or None when there is none."""
@@ -159,11 +147,11 @@ class Kube:
         them all; nothing when the collection is not served."""
         token = ""
         while True:
-            query = [("limit", str(limit))]
-            query += [("labelSelector", selector)] if selector else []
-            query += [("continue", token)] if token else []
+            query = {"limit": str(limit)}
+            query |= {"labelSelector": selector} if selector else {}
+            query |= {"continue": token} if token else {}
 
-            def call(query: list[tuple[str, str]] = query) -> dict[str, Any] | None:
+            def call(query: dict[str, str] = query) -> dict[str, Any] | None:
                 try:
                     return self._call("GET", path, query=query)
                 except ApiException as error:
@@ -183,7 +171,7 @@ class Kube:
         """Delete every object of a collection that ``selector`` matches, in one request."""
         if not selector:
             raise ValueError("deleting a whole collection needs a label selector")
-        await self._urgently(lambda: self._call("DELETE", path, query=[("labelSelector", selector)]), urgent)
+        await self._urgently(lambda: self._call("DELETE", path, query={"labelSelector": selector}), urgent)
 
     async def read_controller(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         workload = WORKLOAD_BY_PLURAL.get(plural)
