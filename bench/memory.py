@@ -216,7 +216,7 @@ def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
     from computegate.devcluster import KubeHttp
     from computegate.engine import ClusterState
     from computegate.statefiles import Document, parse_state_object
-    from computegate.webhook.handlers import WATCHED
+    from computegate.vocabulary import STATE_KINDS
     from computegate.webhook.runtime import Runtime
 
     state = ClusterState(builtin_catalog())
@@ -224,19 +224,19 @@ def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
     runtime.state = state
     runtime.licenses_changed = asyncio.Event()
     http = KubeHttp.from_kubeconfig(kubeconfig, timeout=120)
-    for group, version, plural, kind in WATCHED:
-        if group == "resource.k8s.io":
-            continue  # none in this state
-        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    for kind in STATE_KINDS:
+        if kind.version is None:
+            continue  # Dynamic Resource Allocation: none in this state
         token = ""
         while True:
             query = {"limit": "500", **({"continue": token} if token else {})}
-            page = http.get(f"{prefix}/{plural}", query)
+            page = http.get(kind.path(kind.version), query)
             for item in page.get("items") or []:
-                if keep_all and kind == "Pod":
-                    state.upsert(parse_state_object(Document(Path("<watch>"), 1, {**item, "kind": kind})))
+                if keep_all and kind.kind == "Pod":
+                    document = Document(Path("<watch>"), 1, {**item, "kind": kind.kind})
+                    state.upsert(parse_state_object(document))
                 else:
-                    runtime.upsert(kind, item)
+                    runtime.upsert(kind.kind, item)
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 break
