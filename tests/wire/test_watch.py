@@ -178,6 +178,28 @@ async def test_a_group_is_read_in_its_preferred_version_or_not_at_all(
         assert paths == ["/apis/resource.k8s.io"]
 
 
+async def test_a_failed_list_is_tried_again_after_a_backoff(unused_tcp_port: int) -> None:
+    asked: list[float] = []
+
+    async def nodes(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        if request.query.get("watch"):
+            return await _held(request)
+        asked.append(asyncio.get_running_loop().time())
+        if len(asked) == 1:
+            raise aiohttp.web.HTTPServiceUnavailable
+        node = _object("gpu-1", "4", None)
+        return aiohttp.web.json_response({"items": [node], "metadata": {"resourceVersion": "4"}})
+
+    listed: list[tuple[str, set[tuple[str, str]]]] = []
+    async with _api_server(unused_tcp_port, nodes) as configuration:
+        watches = Watches(
+            configuration, [KIND["Node"]], on_event=lambda *_: None, on_listed=lambda *a: listed.append(a)
+        )
+        await _run_until(watches, lambda: bool(listed))
+    assert listed == [("Node", {("", "gpu-1")})]
+    assert len(asked) == 2 and asked[1] - asked[0] >= 0.9  # the first backoff is 1 s
+
+
 def _runtime() -> Runtime:
     state = ClusterState(builtin_catalog())
     return Runtime(

@@ -114,9 +114,9 @@ class ListWatch:
                         return
                 path = self.kind.path(version)
                 resource_version = await self._list(path)
-                failures = 0
                 while True:
                     resource_version = await self._watch(path, resource_version)
+                    failures = 0  # a watch that lasted its time: the connection is sound
             except _Expired:
                 logger.info("The watch of %s expired; listing them again", self.kind.plural)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
