@@ -8,15 +8,15 @@ objects are created by many parallel POSTs from the load client (vegeta, as the 
 nodes, and 100,000 pods spread over the namespaces, one in four a GPU pod stamped with its
 tenant's license (``computegate.io/license``), the rest CPU-only pods. Then the operator
 (``python -m computegate webhook``) starts, lists and watches everything, and once ``/readyz``
-answers (every index listed) its RSS is read from /proc. The runs:
+answers (every kind listed) its RSS is read from /proc. The runs:
 
 - **operator, empty**: the operator on the control plane before the objects exist (its floor);
 - **operator**: the operator as it ships, once ``/readyz`` answers or after ``--ready-within``
-  seconds (Kopf's start-up is quadratic in the objects it indexes: see docs/benchmarks.md);
+  seconds (a replica that does not become ready fails closed: see docs/benchmarks.md);
 - **state after LIST** and **state after LIST, keep all**: a process that reads everything
   with real paginated LISTs (500 per page) into a ``Runtime`` (its ``upsert``, as the watches
-  do) without Kopf: ComputeGate's own share, as it ships (only pods stamped with a license are
-  kept) and with every pod kept, which is what the filter saves.
+  do), with no WATCH, server or Kopf: ComputeGate's own share, as it ships (only pods stamped
+  with a license are kept) and with every pod kept, which is what the filter saves.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def state_rss(plane: Any, run: str, *, keep_all: bool) -> Reading:
 
 
 def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
-    """What the operator's watches do at start-up, without Kopf: LIST each kind, upsert each object."""
+    """What the operator's watches do at start-up, alone: LIST each kind, upsert each object."""
     import gc
 
     from computegate.catalog import builtin_catalog
