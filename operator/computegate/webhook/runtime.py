@@ -121,7 +121,8 @@ class Runtime:
         except InputError as error:
             # Forget an object we cannot read: a stale Tenant or license must not keep admitting.
             logger.warning("Ignoring an unreadable %s: %s", kind, error)
-            self.state.remove(kind, _key(body)[1], _key(body)[0] or None)
+            namespace, name = _key(body)
+            self.state.remove(kind, name, namespace or None)
         else:
             self.state.upsert(obj)
         # What a license's consumption, or a running pod's judgement, depends on.
