@@ -43,14 +43,10 @@ from computegate.webhook.observe import Metrics, event_for, log_decision
 from computegate.webhook.review import NOT_READY, Outcome, Request, Reviewer
 from computegate.webhook.server import WebhookServer
 from computegate.webhook.usage import UsageRecorder
+from computegate.webhook.watch import object_key
 
 logger = logging.getLogger(__name__)
 _WATCH = Path("<watch>")
-
-
-def _key(body: Mapping[str, Any]) -> tuple[str, str]:
-    meta = body.get("metadata") or {}
-    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 @dataclass
@@ -84,7 +80,7 @@ class Runtime:
     def watched(self, kind: str, event_type: str, body: Mapping[str, Any]) -> None:
         """An object from a LIST ("ADDED") or a WATCH event."""
         if event_type == "DELETED":
-            self._remove(kind, *_key(body))
+            self._remove(kind, *object_key(body))
         else:
             self.upsert(kind, body)
 
@@ -112,8 +108,8 @@ class Runtime:
             # Only accelerator pods a decision stamped are kept: those under a license consume
             # it, and all of them are judged again after admission. CPU-only pods are neither
             # parsed nor kept.
-            if _key(body) in self.state.pods:
-                self._remove(kind, *_key(body))
+            if object_key(body) in self.state.pods:
+                self._remove(kind, *object_key(body))
             return
         data = {**dict(body), "kind": kind}
         try:
@@ -121,7 +117,7 @@ class Runtime:
         except InputError as error:
             # Forget an object we cannot read: a stale Tenant or license must not keep admitting.
             logger.warning("Ignoring an unreadable %s: %s", kind, error)
-            namespace, name = _key(body)
+            namespace, name = object_key(body)
             self.state.remove(kind, name, namespace or None)
         else:
             self.state.upsert(obj)

@@ -41,7 +41,8 @@ class _Expired(Exception):
     """The watch's resourceVersion is too old (410 Gone): list again."""
 
 
-def _key(body: Mapping[str, Any]) -> tuple[str, str]:
+def object_key(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace or "", name): how the state keys an object of any kind."""
     meta = body.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
@@ -150,7 +151,7 @@ class ListWatch:
                 response.raise_for_status()
                 page = json.loads(await response.read())
             for item in page.get("items") or ():
-                seen.add(_key(item))
+                seen.add(object_key(item))
                 self.on_event(self.kind.kind, "ADDED", item)
             meta = page.get("metadata") or {}
             token = str(meta.get("continue") or "")
