@@ -8,15 +8,15 @@ objects are created by many parallel POSTs from the load client (vegeta, as the 
 nodes, and 100,000 pods spread over the namespaces, one in four a GPU pod stamped with its
 tenant's license (``computegate.io/license``), the rest CPU-only pods. Then the operator
 (``python -m computegate webhook``) starts, lists and watches everything, and once ``/readyz``
-answers (every index listed) its RSS is read from /proc. The runs:
+answers (every kind listed) its RSS is read from /proc. The runs:
 
 - **operator, empty**: the operator on the control plane before the objects exist (its floor);
 - **operator**: the operator as it ships, once ``/readyz`` answers or after ``--ready-within``
-  seconds (Kopf's start-up is quadratic in the objects it indexes: see docs/benchmarks.md);
+  seconds (a replica that does not become ready fails closed: see docs/benchmarks.md);
 - **state after LIST** and **state after LIST, keep all**: a process that reads everything
   with real paginated LISTs (500 per page) into a ``Runtime`` (its ``upsert``, as the watches
-  do) without Kopf: ComputeGate's own share, as it ships (only pods stamped with a license are
-  kept) and with every pod kept, which is what the filter saves.
+  do), with no WATCH, server or Kopf: ComputeGate's own share, as it ships (only pods stamped
+  with a license are kept) and with every pod kept, which is what the filter saves.
 """
 
 from __future__ import annotations
@@ -209,14 +209,14 @@ def state_rss(plane: Any, run: str, *, keep_all: bool) -> Reading:
 
 
 def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
-    """What the operator's watches do at start-up, without Kopf: LIST each kind, upsert each object."""
+    """What the operator's watches do at start-up, alone: LIST each kind, upsert each object."""
     import gc
 
     from computegate.catalog import builtin_catalog
     from computegate.engine import ClusterState
     from computegate.kubeclient import api_client, request
     from computegate.statefiles import Document, parse_state_object
-    from computegate.webhook.handlers import WATCHED
+    from computegate.vocabulary import STATE_KINDS
     from computegate.webhook.runtime import Runtime
 
     state = ClusterState(builtin_catalog())
@@ -224,19 +224,19 @@ def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
     runtime.state = state
     runtime.licenses_changed = asyncio.Event()
     with api_client(kubeconfig) as api:
-        for group, version, plural, kind in WATCHED:
-            if group == "resource.k8s.io":
-                continue  # none in this state
-            prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        for kind in STATE_KINDS:
+            if kind.version is None:
+                continue  # Dynamic Resource Allocation: none in this state
             token = ""
             while True:
                 query = {"limit": "500", **({"continue": token} if token else {})}
-                page = request(api, "GET", f"{prefix}/{plural}", query=query, timeout=120)[1]
+                page = request(api, "GET", kind.path(kind.version), query=query, timeout=120)[1]
                 for item in page.get("items") or []:
-                    if keep_all and kind == "Pod":
-                        state.upsert(parse_state_object(Document(Path("<watch>"), 1, {**item, "kind": kind})))
+                    if keep_all and kind.kind == "Pod":
+                        document = Document(Path("<watch>"), 1, {**item, "kind": kind.kind})
+                        state.upsert(parse_state_object(document))
                     else:
-                        runtime.upsert(kind, item)
+                        runtime.upsert(kind.kind, item)
                 token = (page.get("metadata") or {}).get("continue") or ""
                 if not token:
                     break

@@ -1,6 +1,6 @@
 """The words ComputeGate shares with Kubernetes, spelled once: the workload kinds it judges (with
 where each keeps its pod template), the operations it answers, its label and annotation keys,
-and the ECCN bands.
+the kinds the decisions are read from, and the ECCN bands.
 
 Everything else derives from here: the models, the engine, the evaluator's readers, the webhook
 configuration, the operator's watches and the API calls. Pure data, no imports of our own.
@@ -18,15 +18,20 @@ __all__ = [
     "CONTROLLERS",
     "DECISION_ANNOTATION",
     "DECISION_ID_ANNOTATION",
+    "DRA_GROUP",
+    "GROUP",
     "LICENSE_ANNOTATION",
     "PROTECTED_ANNOTATIONS",
     "SCALABLE",
+    "STATE_KINDS",
     "TENANT_LABEL",
     "TPP_ANNOTATION",
+    "VERSION",
     "WORKLOADS",
     "WORKLOAD_BY_KIND",
     "WORKLOAD_BY_PLURAL",
     "Band",
+    "StateKind",
     "WorkloadKind",
 ]
 
@@ -62,6 +67,43 @@ WORKLOAD_BY_PLURAL: Final = {workload.plural: workload for workload in WORKLOADS
 WORKLOAD_BY_KIND: Final = {workload.kind: workload for workload in WORKLOADS}
 CONTROLLERS: Final = tuple(workload for workload in WORKLOADS if workload.template_path)
 SCALABLE: Final = tuple(workload for workload in WORKLOADS if workload.scalable)
+
+# Our own API (the CRDs) and Dynamic Resource Allocation's.
+GROUP: Final = "computegate.io"
+VERSION: Final = "v1alpha1"
+DRA_GROUP: Final = "resource.k8s.io"
+
+
+@dataclass(frozen=True)
+class StateKind:
+    """A kind the decisions are made from: the operator lists and watches all its objects."""
+
+    kind: str
+    group: str
+    plural: str
+    # None: the version the API server prefers, found when the operator starts (DRA's group
+    # moved from v1beta1 to v1 across the releases we support, and may not be served at all).
+    version: str | None
+
+    def path(self, version: str) -> str:
+        """The collection across all namespaces, in ``version``."""
+        prefix = f"/apis/{self.group}" if self.group else "/api"
+        return f"{prefix}/{version}/{self.plural}"
+
+
+_POD = WORKLOAD_BY_KIND["Pod"]
+STATE_KINDS: Final = (
+    StateKind("Tenant", GROUP, "tenants", VERSION),
+    StateKind("ExportLicense", GROUP, "exportlicenses", VERSION),
+    StateKind("CompliancePolicy", GROUP, "compliancepolicies", VERSION),
+    StateKind("AcceleratorProfile", GROUP, "acceleratorprofiles", VERSION),
+    StateKind("Namespace", "", "namespaces", "v1"),
+    StateKind("Node", "", "nodes", "v1"),
+    StateKind(_POD.kind, _POD.group, _POD.plural, _POD.version),
+    StateKind("ResourceClaim", DRA_GROUP, "resourceclaims", None),
+    StateKind("ResourceClaimTemplate", DRA_GROUP, "resourceclaimtemplates", None),
+    StateKind("DeviceClass", DRA_GROUP, "deviceclasses", None),
+)
 
 # The operations the webhooks are registered for; DELETE and CONNECT never deliver compute.
 ADMISSION_OPERATIONS: Final = ("CREATE", "UPDATE")

@@ -15,6 +15,8 @@ from pydantic import Field, model_validator
 from computegate.models.base import ApiModel, CountryCode, Timestamp, WireModel
 from computegate.models.kube import ObjectMeta
 from computegate.vocabulary import BANDS, Band
+from computegate.vocabulary import GROUP as GROUP  # spelled in the vocabulary, used with the models
+from computegate.vocabulary import VERSION as VERSION
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -26,8 +28,6 @@ def duration_seconds(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
-GROUP = "computegate.io"
-VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 

@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the operator makes itself (Kopf makes the watches).
+"""The few Kubernetes API calls the operator makes through the client (``watch`` lists and watches).
 
 Calls go through the ``kubernetes`` client in a worker thread, so a slow API server never
 blocks the event loop that answers admission requests.
@@ -45,7 +45,7 @@ class Kube:
         return cls(client.ApiClient(configuration), configuration)
 
     def connection_info(self) -> kopf.ConnectionInfo:
-        """The same credentials for Kopf's watches."""
+        """The same credentials for Kopf (its login)."""
         c = self.configuration
         token = (c.api_key or {}).get("authorization") or (c.api_key or {}).get("BearerToken")
         scheme, _, value = (token or "").partition(" ")

@@ -3,12 +3,13 @@
 1. Options (flags) → API access, serving certificates, the state, the reviewer, observers.
 2. The health port (``/healthz``, ``/readyz``, ``/metrics``) starts first, so probes answer
    while the watches list.
-3. Background work: the Lease election and the license ledger's reconciler (only the elected
-   replica writes), our own webhook configurations (``--register``), and the self-managed
-   certificate (``--tls-self-managed``).
+3. Background work: our LIST and WATCH of every kind of the state (``watch.Watches``, into
+   ``runtime.watched`` and ``runtime.listed``), the Lease election and the license ledger's
+   reconciler (only the elected replica writes), our own webhook configurations
+   (``--register``), and the self-managed certificate (``--tls-self-managed``).
 4. The admission server (``server.WebhookServer``) answers reviews through ``runtime.admit``.
-5. Kopf runs standalone (no peering: every replica keeps watching) with the watches of
-   ``handlers.REGISTRY`` until SIGTERM/SIGINT or the ``stop`` event.
+5. Kopf runs standalone (no peering), with only the login and settings of
+   ``handlers.REGISTRY`` and no watch of its own, until SIGTERM/SIGINT or the ``stop`` event.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import kopf
 
 from computegate.catalog import builtin_catalog
 from computegate.engine import ClusterState
+from computegate.vocabulary import STATE_KINDS
 from computegate.webhook import configuration
 from computegate.webhook.certs import ServingFiles, ensure_serving_files
 from computegate.webhook.compliance import Compliance
@@ -34,12 +36,12 @@ from computegate.webhook.kube import Kube
 from computegate.webhook.ledger import Election, LedgerWriter, Reconciler
 from computegate.webhook.observe import Metrics, configure_decision_log, configure_logging
 from computegate.webhook.options import Options
-from computegate.webhook.podwatch import PodWatch
 from computegate.webhook.review import Reviewer
 from computegate.webhook.runtime import Runtime
 from computegate.webhook.server import WebhookServer
 from computegate.webhook.tally import DenialTally
 from computegate.webhook.usage import UsageRecorder
+from computegate.webhook.watch import Watches
 
 logger = logging.getLogger(__name__)
 
@@ -174,9 +176,11 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
         ),
         usage=usage,
     )
-    pods = PodWatch(runtime.kube.configuration, on_pod=runtime.pod_event, on_listed=runtime.pods_listed)
+    watches = Watches(
+        runtime.kube.configuration, STATE_KINDS, on_event=runtime.watched, on_listed=runtime.listed
+    )
     background: list[Awaitable[None]] = [
-        pods.run(),
+        watches.run(),
         election.run(),
         usage.tally.run(),
         reconcile_when_synced(runtime, reconciler, interval=options.reconcile_interval),
@@ -211,16 +215,8 @@ async def run(options: Options, *, stop: asyncio.Event | None = None) -> None:
             runtime.kube.close()
 
 
-def _not_routine(record: logging.LogRecord) -> bool:
-    # Kopf logs a denial as a failed handler (our JSON decision line is the record of it) and
-    # every watch event as a succeeded handler; neither tells an operator anything.
-    message = record.getMessage()
-    return not (message.startswith("Webhook ") or message.startswith("Handler 'gone-"))
-
-
 def main(options: Options) -> int:
     # One format for every line: Kopf's, aiohttp's and the decision records (observe.py).
     configure_logging(level=options.log_level, log_format=options.log_format)
-    logging.getLogger("kopf.objects").addFilter(_not_routine)
     asyncio.run(run(options))
     return 0

@@ -1,8 +1,8 @@
 """The running operator's parts in one object: state, reviewer, observers and API access.
 
 The webhook server hands it each parsed review (``admit``); it asks the ``Reviewer``, answers
-(deny, warn, patch) and observes (metric, log line, Event). Kopf's watches feed its state
-(``upsert``, ``on_event``). It owns no decision logic of its own.
+(deny, warn, patch) and observes (metric, log line, Event). Our own LISTs and WATCHes
+(``watch.Watches``) feed its state (``watched``, ``listed``). It owns no decision logic of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from computegate.vocabulary import (
     CODE_ANNOTATION,
     CONTROLLERS,
     SCALABLE,
+    STATE_KINDS,
     WORKLOAD_BY_PLURAL,
 )
 from computegate.webhook.admission import AdmissionRequest, affinity_patch, annotations_patch, answer
@@ -43,6 +44,7 @@ from computegate.webhook.outcome import NOT_READY, Outcome, Request
 from computegate.webhook.review import Reviewer
 from computegate.webhook.server import WebhookServer
 from computegate.webhook.usage import UsageRecorder
+from computegate.webhook.watch import object_key
 
 logger = logging.getLogger(__name__)
 _WATCH = Path("<watch>")
@@ -59,7 +61,7 @@ class Runtime:
     ledger: LedgerWriter | None  # None only to measure what the ledger costs
     usage: UsageRecorder | None = None  # the usage record: its chain head goes in audit annotations
     synced: asyncio.Event = field(default_factory=asyncio.Event)
-    _synced_parts: set[str] = field(default_factory=set)
+    _synced_kinds: set[str] = field(default_factory=set)
     licenses_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -71,11 +73,35 @@ class Runtime:
         settings.admission.server = None  # admission is served by our own server (``admit``)
         settings.admission.managed = None  # we register our own configuration (matchConditions &c.)
         settings.posting.enabled = False  # we post our own Events, one per denial
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
+        settings.scanning.disabled = True  # Kopf watches nothing: no CRD to notice (``watch``)
         settings.networking.error_backoffs = [1, 2, 5, 10]
 
-    # ----- the state, from the watches -----
+    # ----- the state, from our own LISTs and WATCHes (``watch.Watches``) -----
+
+    def watched(self, kind: str, event_type: str, body: Mapping[str, Any]) -> None:
+        """An object from a LIST ("ADDED") or a WATCH event."""
+        if event_type == "DELETED":
+            self._remove(kind, *object_key(body))
+        else:
+            self.upsert(kind, body)
+
+    def listed(self, kind: str, keys: set[tuple[str, str]]) -> None:
+        """After a complete LIST of ``kind``: what is kept that it did not return is gone."""
+        for namespace, name in [key for key in self._kept(kind) if key not in keys]:
+            self._remove(kind, namespace, name)
+        self._synced_kinds.add(kind)
+        # Ready only once every kind has been read whole: a partial view must not judge.
+        if self.synced.is_set() or not {k.kind for k in STATE_KINDS} <= self._synced_kinds:
+            return
+        self.synced.set()
+        self.metrics.synced.set(1)
+        logger.info(
+            "State synced: %d tenants, %d licenses, %d nodes, %d pods kept",
+            len(self.state.tenants),
+            len(self.state.licenses),
+            len(self.state.nodes),
+            len(self.state.pods),
+        )
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -83,9 +109,8 @@ class Runtime:
             # Only accelerator pods a decision stamped are kept: those under a license consume
             # it, and all of them are judged again after admission. CPU-only pods are neither
             # parsed nor kept.
-            if (str(meta.get("namespace") or ""), str(meta.get("name") or "")) in self.state.pods:
-                self.state.remove(kind, str(meta.get("name") or ""), meta.get("namespace"))
-                self.licenses_changed.set()
+            if object_key(body) in self.state.pods:
+                self._remove(kind, *object_key(body))
             return
         data = {**dict(body), "kind": kind}
         try:
@@ -93,8 +118,8 @@ class Runtime:
         except InputError as error:
             # Forget an object we cannot read: a stale Tenant or license must not keep admitting.
             logger.warning("Ignoring an unreadable %s: %s", kind, error)
-            meta = data.get("metadata") or {}
-            self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
+            namespace, name = object_key(body)
+            self.state.remove(kind, name, namespace or None)
         else:
             self.state.upsert(obj)
         # What a license's consumption, or a running pod's judgement, depends on.
@@ -109,44 +134,32 @@ class Runtime:
         }:
             self.licenses_changed.set()
 
-    def pod_event(self, event_type: str, body: Mapping[str, Any]) -> None:
-        """A pod from our own LIST or WATCH (``podwatch``)."""
-        if event_type == "DELETED":
-            self.on_event("Pod", event_type, body)
-        else:
-            self.upsert("Pod", body)
-
-    def pods_listed(self, listed: set[tuple[str, str]]) -> None:
-        """After a complete LIST: the pods kept that it did not return are gone."""
-        for namespace, name in [key for key in self.state.pods if key not in listed]:
-            self.state.remove("Pod", name, namespace)
+    def _remove(self, kind: str, namespace: str, name: str) -> None:
+        self.state.remove(kind, name, namespace or None)
+        if kind in {"ExportLicense", "Pod", "Tenant", "Namespace", "CompliancePolicy"}:
             self.licenses_changed.set()
-        self._sync_part("pods")
 
-    def _sync_part(self, part: str) -> None:
-        # Ready only once Kopf's indexes and our pod LIST have both read the whole state.
-        self._synced_parts.add(part)
-        if self.synced.is_set() or not {"kopf", "pods"} <= self._synced_parts:
-            return
-        self.synced.set()
-        self.metrics.synced.set(1)
-        logger.info(
-            "State synced: %d tenants, %d licenses, %d nodes, %d pods kept",
-            len(self.state.tenants),
-            len(self.state.licenses),
-            len(self.state.nodes),
-            len(self.state.pods),
-        )
-
-    def on_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
-        # Kopf calls event handlers only once every index has listed its objects.
-        if "kopf" not in self._synced_parts:
-            self._sync_part("kopf")
-        if event_type == "DELETED":
-            meta = body.get("metadata") or {}
-            self.state.remove(kind, str(meta.get("name", "")), meta.get("namespace"))
-            if kind in {"ExportLicense", "Pod", "Tenant", "Namespace", "CompliancePolicy"}:
-                self.licenses_changed.set()
+    def _kept(self, kind: str) -> list[tuple[str, str]]:
+        """The (namespace or "", name) of every object of ``kind`` in the state."""
+        state = self.state
+        by_namespace: dict[str, Mapping[tuple[str, str], object]] = {
+            "Pod": state.pods,
+            "ResourceClaim": state.claims,
+            "ResourceClaimTemplate": state.claim_templates,
+        }
+        if kind in by_namespace:
+            return list(by_namespace[kind])
+        if kind == "CompliancePolicy":
+            return [("", state.policy_object.metadata.name)] if state.policy_object is not None else []
+        by_name: dict[str, Mapping[str, object]] = {
+            "Tenant": state.tenants,
+            "ExportLicense": state.licenses,
+            "AcceleratorProfile": state.cluster_profiles,
+            "Namespace": state.namespaces,
+            "Node": state.nodes,
+            "DeviceClass": state.device_classes,
+        }
+        return [("", name) for name in by_name[kind]]
 
     # ----- admission -----
 
