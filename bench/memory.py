@@ -194,10 +194,11 @@ def operator_rss(plane: Any, work: Path, run: str, *, ready_within: float) -> Re
     return reading
 
 
-def state_rss(plane: Any, run: str, *, keep_all: bool) -> Reading:
+def state_rss(plane: Any, run: str, *, keep_all: bool, unshared: bool = False) -> Reading:
     """RSS of a process that LISTs everything into a Runtime, as the watches feed it."""
     argv = [sys.executable, "-m", "bench.memory", "list-state", f"--kubeconfig={plane.kubeconfig_path}"]
     argv += ["--keep-all"] if keep_all else []
+    argv += ["--unshared"] if unshared else []
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -208,8 +209,9 @@ def state_rss(plane: Any, run: str, *, keep_all: bool) -> Reading:
     return reading
 
 
-def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
-    """What the operator's watches do at start-up, alone: LIST each kind, upsert each object."""
+def list_state(kubeconfig: Path, keep_all: bool, unshared: bool = False) -> dict[str, Any]:
+    """What the operator's watches do at start-up, alone: LIST each kind, upsert each object.
+    ``unshared``: every kept pod holds its own containers (the baseline of that saving)."""
     import gc
 
     from computegate.catalog import builtin_catalog
@@ -220,6 +222,8 @@ def list_state(kubeconfig: Path, keep_all: bool) -> dict[str, Any]:
     from computegate.webhook.runtime import Runtime
 
     state = ClusterState(builtin_catalog())
+    if unshared:
+        state._sharing_containers = lambda pod: pod  # type: ignore[method-assign]
     runtime = Runtime.__new__(Runtime)  # only what upsert touches
     runtime.state = state
     runtime.licenses_changed = asyncio.Event()
@@ -259,6 +263,8 @@ def run(scale: Scale, workers: int, ready_within: float) -> tuple[list[Reading],
             readings.append(state_rss(plane, "state after LIST, empty", keep_all=False))
             seconds = create_all(plane, scale, workers)
             readings.append(state_rss(plane, "state after LIST", keep_all=False))
+            unshared = "state after LIST, containers not shared"
+            readings.append(state_rss(plane, unshared, keep_all=False, unshared=True))
             readings.append(state_rss(plane, "state after LIST, keep all", keep_all=True))
             readings.append(operator_rss(plane, work, "operator", ready_within=ready_within))
         finally:
@@ -290,6 +296,12 @@ def table(scale: Scale, readings: list[Reading]) -> str:
             f"Keeping every pod would take {saved:,.0f} MiB more "
             f"({saved * 1024 / max(1, scale.pods - gpu):,.1f} KiB per CPU-only pod not kept).",
         ]
+    if {"state after LIST", "state after LIST, containers not shared"} <= by.keys():
+        unshared = by["state after LIST, containers not shared"].rss_mib
+        lines.append(
+            f"Sharing equal containers between kept pods: {by['state after LIST'].rss_mib / unshared:.2f}x "
+            f"the state's RSS without it ({unshared - by['state after LIST'].rss_mib:,.0f} MiB less)."
+        )
     return "\n".join(lines)
 
 
@@ -303,6 +315,7 @@ def parser() -> argparse.ArgumentParser:
     state = sub.add_parser("list-state", help="(internal) LIST everything into a Runtime, print RSS")
     state.add_argument("--kubeconfig", type=Path, required=True)
     state.add_argument("--keep-all", action="store_true")
+    state.add_argument("--unshared", action="store_true")
     return p
 
 
@@ -314,7 +327,7 @@ def scale_of(args: argparse.Namespace) -> Scale:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "list-state":
-        print(json.dumps(list_state(args.kubeconfig, args.keep_all)))
+        print(json.dumps(list_state(args.kubeconfig, args.keep_all, args.unshared)))
         return 0
     scale = scale_of(args)
     readings, _ = run(scale, args.workers, 120 if args.quick else args.ready_within)

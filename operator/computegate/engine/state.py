@@ -8,6 +8,7 @@ policy indexes, license consumption) are rebuilt only when their inputs change.
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -15,6 +16,7 @@ from computegate.engine.indexes import SELECTION_CACHE_BYTES, BoundedCache, Cons
 from computegate.engine.ledger import Ledger
 from computegate.engine.policy import EffectivePolicy
 from computegate.models.kube import (
+    Container,
     DeviceClass,
     Namespace,
     Node,
@@ -92,6 +94,9 @@ class ClusterState:
     _tenants_by_listed_namespace: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _profiles: ProfileIndex | None = None
     _policy: EffectivePolicy | None = None
+    _shared_containers: weakref.WeakValueDictionary[str, Container] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
     consumption_index: ConsumptionIndex = field(default_factory=ConsumptionIndex)
     selection_cache: BoundedCache = field(default_factory=lambda: BoundedCache(SELECTION_CACHE_BYTES))
 
@@ -220,7 +225,7 @@ class ClusterState:
                     self._hardware_changed()
             case Pod():
                 key = (obj.metadata.namespace or "", obj.metadata.name)
-                self.pods[key] = obj
+                self.pods[key] = self._sharing_containers(obj)
                 self.consumption_index.recount(key)
             case ResourceClaim():
                 key = (obj.metadata.namespace or "", obj.metadata.name)
@@ -236,6 +241,17 @@ class ClusterState:
                     self._claim_changed(key, template=True)
             case DeviceClass():
                 self.device_classes[obj.metadata.name] = obj
+
+    def _sharing_containers(self, pod: Pod) -> Pod:
+        """``pod`` holding the one kept copy of each container equal to its own: the replicas of
+        a template have equal containers, and models are frozen. A third of a kept pod's memory
+        was its containers (docs/benchmarks.md, "Lean state")."""
+        spec = pod.spec
+        shared = {
+            part: [self._shared_containers.setdefault(c.model_dump_json(), c) for c in getattr(spec, part)]
+            for part in ("containers", "init_containers", "ephemeral_containers")
+        }
+        return pod.model_copy(update={"spec": spec.model_copy(update=shared)})
 
     def remove(self, kind: str, name: str, namespace: str | None = None) -> None:
         key = (namespace or "", name)
