@@ -7,35 +7,15 @@ field error reads the same way whichever the source.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from computegate.engine.state import Catalog, ClusterState
-from computegate.kubeclient import KubeconfigError, api_client
-from computegate.models.resources import GROUP, VERSION
+from computegate.kubeclient import KubeApiError, KubeconfigError, api_client, request
 from computegate.statefiles import Document, InputError, parse_state_object
+from computegate.vocabulary import DRA_GROUP, STATE_KINDS
 
-# (kind, API group or "" for the core group, plural); resource.k8s.io in the version the server
-# prefers. The client's typed calls are used (they are stable across its releases).
-_DRA_GROUP = "resource.k8s.io"
-_COLLECTIONS = (
-    ("AcceleratorProfile", GROUP, "acceleratorprofiles"),
-    ("CompliancePolicy", GROUP, "compliancepolicies"),
-    ("Tenant", GROUP, "tenants"),
-    ("ExportLicense", GROUP, "exportlicenses"),
-    ("Namespace", "", "namespaces"),
-    ("Node", "", "nodes"),
-    ("DeviceClass", _DRA_GROUP, "deviceclasses"),
-    ("ResourceClaimTemplate", _DRA_GROUP, "resourceclaimtemplates"),
-    ("ResourceClaim", _DRA_GROUP, "resourceclaims"),
-    ("Pod", "", "pods"),
-)
-_CORE_LISTS = {
-    "namespaces": "list_namespace",
-    "nodes": "list_node",
-    "pods": "list_pod_for_all_namespaces",
-}
+PAGE = 500
 
 
 def load_live_state(kubeconfig: Path | None, catalog: Catalog) -> ClusterState:
@@ -51,49 +31,43 @@ def load_live_state(kubeconfig: Path | None, catalog: Catalog) -> ClusterState:
         api.close()
 
 
-def _list(api: Any, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-    """Every object of one kind, as JSON; none when the server does not serve the kind (404)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    where = f"{group or 'core'}/{version} {plural}"
-    listed: dict[str, Any]
+def _get(api: Any, path: str, query: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """One JSON answer; None when the server does not serve ``path`` (404)."""
     try:
-        if group:
-            objects: Any = client.CustomObjectsApi(api).list_cluster_custom_object(group, version, plural)
-            listed = objects  # a plain dict (the client types it as object)
-        else:
-            response = getattr(client.CoreV1Api(api), _CORE_LISTS[plural])(_preload_content=False)
-            listed = json.loads(response.data)
-    except ApiException as error:
+        return request(api, "GET", path, query=query)[1]
+    except KubeApiError as error:
         if error.status == 404:
-            return []
-        raise InputError(f"{where}: the API server answered {error.status} {error.reason}") from None
-    except OSError as error:
-        raise InputError(f"{where}: cannot reach the API server: {error}") from None
-    items: list[dict[str, Any]] = listed.get("items") or []
-    return items
+            return None
+        raise InputError(str(error)) from None
+    except ConnectionError as error:
+        raise InputError(f"cannot reach the API server: {error}") from None
 
 
-def _preferred_version(api: Any, group: str) -> str | None:
-    from kubernetes import client
-
-    for found in client.ApisApi(api).get_api_versions().groups or []:
-        if found.name == group and found.preferred_version is not None:
-            version: str = found.preferred_version.version
-            return version
-    return None
+def _list(api: Any, path: str) -> list[dict[str, Any]]:
+    """Every object of one collection, a page at a time; none when it is not served."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = _get(api, path, {"limit": str(PAGE), **({"continue": token} if token else {})})
+        if page is None:
+            return items
+        items += page.get("items") or []
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return items
 
 
 def _read(api: Any, catalog: Catalog) -> ClusterState:
-    dra_version = _preferred_version(api, _DRA_GROUP)
+    group = _get(api, f"/apis/{DRA_GROUP}") or {}
+    dra_version = (group.get("preferredVersion") or {}).get("version")  # None: no DRA here
     state = ClusterState(catalog)
-    for kind, group, plural in _COLLECTIONS:
-        if group == _DRA_GROUP and dra_version is None:
-            continue  # no Dynamic Resource Allocation on this server
-        version = VERSION if group == GROUP else dra_version if group == _DRA_GROUP else "v1"
-        for index, item in enumerate(_list(api, group, version or "", plural), start=1):
+    for kind in STATE_KINDS:
+        version = kind.version or dra_version
+        if version is None:
+            continue
+        path = kind.path(version)
+        for index, item in enumerate(_list(api, path), start=1):
             # Items of a list carry no kind; the documents name the collection they came from.
-            document = Document(Path(f"{group or 'core'}/{version}/{plural}"), index, {**item, "kind": kind})
+            document = Document(Path(path), index, {**item, "kind": kind.kind})
             state.upsert(parse_state_object(document))
     return state
