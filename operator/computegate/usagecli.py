@@ -18,6 +18,7 @@ import yaml
 
 from computegate.engine.usage import heads_in_audit_log, verify_chain
 from computegate.models.resources import GROUP, VERSION
+from computegate.statefiles import InputError, read_documents
 
 RECORDS = f"/apis/{GROUP}/{VERSION}/usagerecords"
 
@@ -71,13 +72,13 @@ def live_records(kubeconfig: Path | None, *, page_size: int = 500) -> list[dict[
 
 
 def folder_records(folder: Path) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
-            for document in yaml.safe_load_all(path.read_text()):
-                if isinstance(document, dict) and document.get("kind") == "UsageRecord":
-                    found.append(document)
-    return found
+    """The UsageRecords of an exported folder, read as every state folder is read (one-line
+    errors naming the file and the document)."""
+    try:
+        documents = read_documents([folder])
+    except InputError as error:
+        raise SystemExit(f"computegate: {error}") from None
+    return [d.body for d in documents if d.body.get("kind") == "UsageRecord"]
 
 
 def heads_from(paths: list[Path]) -> list[tuple[int, str]]:

@@ -447,7 +447,7 @@ def test_seeding_an_object_the_api_server_refuses_names_the_file_and_document(
     with pytest.raises(SeedError) as refused:
         seed(control_plane.kubeconfig_path, state)
     message = str(refused.value)
-    assert message.startswith(f"{state / 'state.yaml'} (document 1): ExportLicense seeded-backwards refused")
+    assert message.startswith(f"{state / 'state.yaml'}: document 2: ExportLicense seeded-backwards refused")
     assert "validUntil must be after validFrom" in message
     assert "\n" not in message
 

@@ -254,9 +254,9 @@ def test_reading_state_flattens_lists_and_skips_empty_documents(tmp_path: Path) 
     )
     documents = read_state(folder)
     assert [(d.kind, d.name, d.index) for d in documents] == [
-        ("Namespace", "a", 0),
-        ("Node", "n1", 2),
-        ("Node", "n2", 2),
+        ("Namespace", "a", 1),
+        ("Node", "n1", 3),
+        ("Node", "n2", 3),
     ]
 
 
@@ -265,8 +265,8 @@ def test_bad_yaml_is_one_line_naming_the_file_and_the_document(tmp_path: Path) -
     with pytest.raises(SeedError) as bad:
         read_state(folder)
     message = str(bad.value)
-    assert message.startswith(f"{folder / 'state.yaml'} (document 1) line ")
-    assert "invalid YAML" in message
+    assert message.startswith(f"{folder / 'state.yaml'}: document 2, line ")
+    assert "not valid YAML" in message
     assert "\n" not in message
 
 
@@ -275,16 +275,14 @@ def test_an_object_without_a_name_is_refused_naming_the_file_and_the_document(tm
         tmp_path, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\n"
     )
     with pytest.raises(
-        SeedError, match=re.escape(f"{folder / 'state.yaml'} (document 1): Pod needs metadata.name")
+        SeedError, match=re.escape(f"{folder / 'state.yaml'}: document 2: Pod needs metadata.name")
     ):
         read_state(folder)
 
 
 def test_a_document_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
     folder = _state(tmp_path, "- just\n- a list\n")
-    with pytest.raises(
-        SeedError, match=r"\(document 0\): expected a Kubernetes object \(a mapping\), got list"
-    ):
+    with pytest.raises(SeedError, match=r": document 1: expected a Kubernetes object \(a mapping\)"):
         read_state(folder)
 
 
@@ -345,7 +343,7 @@ def test_dev_up_with_unusable_state_fails_before_starting_anything(
     assert run_dev_command("up", state_dir=folder, data_dir=tmp_path / "dev") == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"error: {folder / 'state.yaml'} (document 0)" in captured.err
+    assert f"error: {folder / 'state.yaml'}: document 1" in captured.err
     assert not (tmp_path / "dev" / "controlplane.json").exists()
 
 
@@ -458,7 +456,7 @@ def test_a_pod_bound_to_a_node_the_state_does_not_define_is_refused_naming_the_p
     with pytest.raises(SeedError) as refused:
         check_state(read_state(folder))
     message = str(refused.value)
-    assert message.startswith(f"{folder / 'state.yaml'} (document 1): Pod ml/trainer is bound to node gpu-2")
+    assert message.startswith(f"{folder / 'state.yaml'}: document 2: Pod ml/trainer is bound to node gpu-2")
     assert "garbage collector would delete" in message and "\n" not in message
     check_state(read_state(folder), known_nodes=frozenset({"gpu-2"}))  # a node the cluster has
 
@@ -471,7 +469,7 @@ def test_devices_without_resource_slices_are_refused_for_a_live_cluster_only(tmp
     device_class = "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: gpu.example.com}\n"
     folder = _state(tmp_path, NODE + "---\n" + device_class)
     with pytest.raises(
-        SeedError, match=r"\(document 1\): DeviceClass gpu.example.com: .* defines no ResourceSlice"
+        SeedError, match=r": document 2: DeviceClass gpu.example.com: .* defines no ResourceSlice"
     ):
         check_state(read_state(folder))
     check_state(read_state(folder), live=False)

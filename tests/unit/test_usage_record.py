@@ -159,6 +159,15 @@ def test_verify_reads_an_exported_folder_and_fails_on_an_edit(tmp_path: Path, ca
     assert "record 1 (acme.1): edited" in capsys.readouterr().err
 
 
+def test_verify_names_the_file_and_document_of_an_unreadable_export(tmp_path: Path) -> None:
+    (tmp_path / "acme.0.yaml").write_text("kind: UsageRecord\nspec: {sequence: [0\n")
+    with pytest.raises(SystemExit) as refused:
+        main(["verify", "--folder", str(tmp_path)])
+    message = str(refused.value)
+    assert message.startswith(f"computegate: {tmp_path / 'acme.0.yaml'}: document 1, line ")
+    assert "not valid YAML" in message and "\n" not in message
+
+
 # ----- the writer (webhook/usage.py, webhook/tally.py) against an in-memory API -----
 RECORDS = "/apis/computegate.io/v1alpha1/usagerecords"
 CONFIGMAPS = "/api/v1/namespaces/cg/configmaps"

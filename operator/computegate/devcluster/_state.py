@@ -4,13 +4,11 @@ Nothing here talks to a cluster."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from computegate.kubeclient import JsonObject
+from computegate.statefiles import InputError, read_documents
 
 __all__ = [
     "CRD",
@@ -25,7 +23,6 @@ __all__ = [
     "restorable",
 ]
 
-_STATE_SUFFIXES = (".yaml", ".yml", ".json")
 # Server-owned metadata a backup carries but a restore must not send.
 _SERVER_METADATA = (
     "resourceVersion",
@@ -60,7 +57,7 @@ class StateDocument:
 
     @property
     def where(self) -> str:
-        return f"{self.path} (document {self.index})"
+        return f"{self.path}: document {self.index}"
 
     @property
     def api_version(self) -> str:
@@ -80,24 +77,8 @@ class StateDocument:
         return str(value) if value else None
 
 
-def _documents(path: Path) -> Iterator[tuple[int, object]]:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SeedError(f"{path}: cannot read: {error}") from error
-    index = -1
-    try:
-        for index, document in enumerate(yaml.safe_load_all(text)):
-            yield index, document
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SeedError(f"{path} (document {index + 1}){line}: invalid YAML: {problem}") from error
-
-
 def _check(path: Path, index: int, obj: object) -> JsonObject:
-    where = f"{path} (document {index})"
+    where = f"{path}: document {index}"
     if not isinstance(obj, dict):
         raise SeedError(f"{where}: expected a Kubernetes object (a mapping), got {type(obj).__name__}")
     for key in ("apiVersion", "kind"):
@@ -111,23 +92,15 @@ def _check(path: Path, index: int, obj: object) -> JsonObject:
 
 def read_state(state_dir: Path) -> list[StateDocument]:
     """Every object in the ``.yaml``/``.yml``/``.json`` files under ``state_dir`` (recursively,
-    files in name order), with ``List`` documents flattened. Raises ``SeedError``."""
+    files in name order), with ``List`` documents flattened, read as the offline evaluator reads
+    them (``statefiles.read_documents``). Raises ``SeedError``."""
     if not state_dir.is_dir():
         raise SeedError(f"{state_dir}: not a directory")
-    found: list[StateDocument] = []
-    files = sorted(p for p in state_dir.rglob("*") if p.is_file() and p.suffix in _STATE_SUFFIXES)
-    for path in files:
-        for index, document in _documents(path):
-            if document is None:
-                continue
-            if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
-                items = document.get("items")
-                if not isinstance(items, list):
-                    raise SeedError(f"{path} (document {index}): a {document['kind']} needs a list of items")
-                found.extend(StateDocument(path, index, _check(path, index, item)) for item in items)
-            else:
-                found.append(StateDocument(path, index, _check(path, index, document)))
-    return found
+    try:
+        documents = read_documents([state_dir])
+    except InputError as error:
+        raise SeedError(str(error)) from None
+    return [StateDocument(d.path, d.index, _check(d.path, d.index, d.body)) for d in documents]
 
 
 def is_kind(document: StateDocument, kind: str, group: str = "") -> bool:
