@@ -512,3 +512,47 @@ def test_a_denial_answered_by_a_replica_that_does_not_lead_is_in_the_usage_recor
         "configmaps", "-n", "computegate-system", "-l", "app.kubernetes.io/component=denial-tally"
     )
     assert len(tallies["items"]) >= 2  # the follower's tally, and the leader's
+
+
+# -- pods no decision stamped -----------------------------------------------------------------
+WEBHOOK_CONFIGURATIONS = (
+    ("validatingwebhookconfiguration", "computegate-validating"),
+    ("mutatingwebhookconfiguration", "computegate-mutating"),
+)
+SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")
+
+
+def test_a_pod_that_ran_while_the_webhooks_were_away_is_judged_after_all(cluster: Cluster) -> None:
+    """An admin takes the webhooks out (an emergency, or ComputeGate not installed yet), and a
+    restricted tenant with no license starts an H100 pod; ComputeGate reports it all the same."""
+    name = unique("c")
+    namespace = f"{name}-ml"
+    cluster.apply(tenant(name, "CN", namespaces=[namespace]))
+    wait_until(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+        what=f"the default ServiceAccount of {namespace}",
+    )
+    saved = [cluster.get(kind, config) for kind, config in WEBHOOK_CONFIGURATIONS]
+    try:
+        for kind, config in WEBHOOK_CONFIGURATIONS:
+            assert cluster.kubectl("delete", kind, config).returncode == 0
+        created = cluster.create(pod("unjudged", namespace))
+        assert created.ok and created.code is None, created.stderr  # nothing judged or stamped it
+    finally:
+        for body in saved:
+            body["metadata"] = {k: v for k, v in body["metadata"].items() if k not in SERVER_FIELDS}
+            cluster.apply(yaml.safe_dump(body))
+    wait_until(
+        lambda: "unjudged" in warnings(cluster, namespace, "NoLicense"),
+        timeout=SOON,
+        what="a NoLicense Warning Event on the pod no decision stamped",
+    )
+    event = warnings(cluster, namespace, "NoLicense")["unjudged"]
+    assert "[NoLicense]" in event["message"] and name in event["message"]
+    wait_until(
+        lambda: (cluster.get("tenant", name).get("status") or {}).get("violationsByCode") == {"NoLicense": 1},
+        timeout=SOON,
+        what="the Tenant's status to count the violation",
+    )
+    refused = cluster.create(pod("judged", namespace))  # the webhooks are back
+    assert not refused.ok and refused.code == "NoLicense", refused.stderr

@@ -69,6 +69,24 @@ def test_a_revoked_license_makes_every_pod_under_it_a_violation(make_state: Stat
     assert findings[0].license == "lic" and findings[0].tenant == "acme"
 
 
+def test_a_pod_that_ran_without_a_decision_is_judged_as_if_created_now(make_state: StateFactory) -> None:
+    """Created before ComputeGate was installed (no stamp): a restricted tenant's H100 pod with
+    no license is a violation; one whose tenant holds room on a license is not, and it is the
+    stamped pods' use, not its own, that a license counts."""
+    unstamped = running("before-install", 0, license_name=None)
+    del unstamped["metadata"]["annotations"]
+    state = make_state(node("h100-node", H100), restricted(), unstamped)
+    (finding,) = rejudge(state, at=NOW)
+    assert (finding.name, finding.code, finding.license, finding.enforced) == (
+        "before-install",
+        Code.NO_LICENSE,
+        None,
+        True,
+    )
+    state.upsert(obj(license_("lic", "acme", max_tpp=2 * H100_TPP)))
+    assert rejudge(state, at=NOW) == []
+
+
 def test_a_lowered_cap_makes_the_newest_pods_beyond_it_the_violations(make_state: StateFactory) -> None:
     state = make_state(
         node("h100-node", H100),

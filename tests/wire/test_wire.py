@@ -381,13 +381,19 @@ async def test_the_mutating_patch_strips_forged_stamps_from_a_cronjobs_pod_templ
     assert mutated["metadata"]["annotations"]["computegate.io/decision"] == "Admitted"
 
 
-async def test_the_operator_keeps_only_pods_a_decision_stamped(webhook: Webhook) -> None:
+async def test_the_operator_keeps_stamped_pods_and_unstamped_ones_that_may_use_accelerators(
+    webhook: Webhook,
+) -> None:
+    from dataclasses import replace
+
+    from computegate.engine.consumption import live
+
     runtime = webhook.runtime
     cpu_only = {
         "metadata": {"name": "web", "namespace": "northwind"},
-        "spec": {"containers": [{"name": "c"}]},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
     }
-    unstamped = gpu_pod("northwind", name="never-judged")
+    before_install = gpu_pod("northwind", name="never-judged")  # ran before the webhooks were there
     allowed = gpu_pod("northwind", name="no-license-needed")
     allowed["metadata"]["annotations"] = {"computegate.io/code": "JurisdictionAllowed"}
     licensed = gpu_pod("globex", name="licensed")
@@ -395,12 +401,42 @@ async def test_the_operator_keeps_only_pods_a_decision_stamped(webhook: Webhook)
         "computegate.io/code": "Licensed",
         "computegate.io/license": "globex-lic",
     }
-    for body in (cpu_only, unstamped, allowed, licensed):
+    for body in (cpu_only, before_install, allowed, licensed):
         runtime.upsert("Pod", body)
-    # Both stamped pods are judged again after admission; only the licensed one consumes.
-    assert set(runtime.state.pods) == {("globex", "licensed"), ("northwind", "no-license-needed")}
-    runtime.upsert("Pod", {**allowed, "metadata": {**allowed["metadata"], "annotations": {}}})
-    assert set(runtime.state.pods) == {("globex", "licensed")}
-    del licensed["metadata"]["annotations"]  # a stamp gone: the pod no longer counts
+    assert set(runtime.state.pods) == {
+        ("globex", "licensed"),
+        ("northwind", "no-license-needed"),
+        ("northwind", "never-judged"),
+    }
+    assert live(runtime.state, "globex-lic").accelerators == 1
+    del licensed["metadata"]["annotations"]  # a stamp gone: still judged, no longer consuming
     runtime.upsert("Pod", licensed)
-    assert runtime.state.pods == {}
+    assert ("globex", "licensed") in runtime.state.pods
+    assert live(runtime.state, "globex-lic").accelerators == 0
+    runtime.upsert("Pod", {**cpu_only, "metadata": {"name": "never-judged", "namespace": "northwind"}})
+    assert ("northwind", "never-judged") not in runtime.state.pods  # now CPU-only: forgotten
+    runtime.reviewer = replace(runtime.reviewer, exempt_namespaces=frozenset({"northwind"}))
+    runtime.upsert("Pod", allowed)  # stamped: kept wherever it runs
+    runtime.upsert("Pod", before_install)  # unstamped, in a namespace the registration exempts
+    assert ("northwind", "never-judged") not in runtime.state.pods
+
+
+@pytest.mark.parametrize(
+    ("spec", "kept"),
+    [
+        ({"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 1}}}]}, True),
+        ({"initContainers": [{"name": "c", "resources": {"requests": {"amd.com/gpu": 1}}}]}, True),
+        ({"containers": [{"name": "c", "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]}]}, True),
+        ({"containers": [{"name": "c", "securityContext": {"privileged": True}}]}, True),
+        ({"containers": [{"name": "c"}], "resourceClaims": [{"name": "gpu"}]}, True),
+        ({"containers": [{"name": "c"}], "volumes": [{"name": "dev", "hostPath": {"path": "/dev"}}]}, True),
+        ({"containers": [{"name": "c"}], "runtimeClassName": "nvidia"}, True),
+        ({"containers": [{"name": "c", "resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}]}, False),
+        ({"containers": [{"name": "c", "env": [{"name": "HOME", "value": "/"}]}]}, False),
+        ({"containers": ["not an object"]}, False),
+    ],
+)
+def test_which_unstamped_pods_may_use_accelerators(spec: dict[str, Any], kept: bool) -> None:
+    from computegate.webhook.runtime import may_use_accelerators
+
+    assert may_use_accelerators(spec) is kept

@@ -19,7 +19,7 @@ from computegate.engine.state import TERMINAL_PHASES, ClusterState
 from computegate.engine.verdict import Code, Verdict
 from computegate.models.kube import Pod
 from computegate.models.resources import Enforcement
-from computegate.vocabulary import CODE_ANNOTATION, LICENSE_ANNOTATION
+from computegate.vocabulary import LICENSE_ANNOTATION
 
 __all__ = ["NEVER_EVICTED", "Finding", "next_change", "rejudge", "running_pods"]
 
@@ -56,12 +56,10 @@ class Finding:
 
 
 def running_pods(state: ClusterState) -> list[Pod]:
-    """The pods a decision stamped that have not finished, oldest first (ties by name)."""
-    found = [
-        pod
-        for pod in state.pods.values()
-        if pod.status.phase not in TERMINAL_PHASES and CODE_ANNOTATION in pod.metadata.annotations
-    ]
+    """The pods that have not finished, oldest first (ties by name): those a decision stamped,
+    and those that ran without one (created before ComputeGate was installed, or while its
+    webhooks were away), which are judged as if created now."""
+    found = [pod for pod in state.pods.values() if pod.status.phase not in TERMINAL_PHASES]
     return sorted(found, key=_age_order)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from computegate.engine import ClusterState, Code
+from computegate.engine.asks import DEVICE_ENV_VARS
 from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
 from computegate.vocabulary import (
@@ -104,11 +105,7 @@ class Runtime:
         )
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        if kind == "Pod" and CODE_ANNOTATION not in (meta.get("annotations") or {}):
-            # Only accelerator pods a decision stamped are kept: those under a license consume
-            # it, and all of them are judged again after admission. CPU-only pods are neither
-            # parsed nor kept.
+        if kind == "Pod" and not self._judged_after_admission(body):
             if object_key(body) in self.state.pods:
                 self._remove(kind, *object_key(body))
             return
@@ -133,6 +130,19 @@ class Runtime:
             "Namespace",
         }:
             self.licenses_changed.set()
+
+    def _judged_after_admission(self, pod: Mapping[str, Any]) -> bool:
+        """Which pods the operator keeps: those a decision stamped (a license's consumption, and
+        every one judged again after admission), and unstamped pods that may use accelerators,
+        which ran before ComputeGate was installed or while its webhooks were away, so that they
+        are judged after all. CPU-only pods, and pods of the namespaces the registration exempts,
+        are neither parsed nor kept."""
+        meta = pod.get("metadata") or {}
+        if CODE_ANNOTATION in (meta.get("annotations") or {}):
+            return True
+        if meta.get("namespace") in self.reviewer.exempt_namespaces:
+            return False
+        return may_use_accelerators(pod.get("spec") or {})
 
     def _remove(self, kind: str, namespace: str, name: str) -> None:
         self.state.remove(kind, name, namespace or None)
@@ -296,3 +306,26 @@ def _check_served(webhook: str, request: Request) -> None:
     if not served:
         what = request.plural + (f"/{request.subresource}" if request.subresource else "")
         raise LookupError(f"the webhook {webhook} does not judge {what}")
+
+
+def may_use_accelerators(spec: Mapping[str, Any]) -> bool:
+    """A raw pod spec that asks for an extended resource (every accelerator resource is one:
+    ``vendor/name``), a resource claim, or devices without asking (a privileged container, a
+    device variable, a host path, a runtime class): the engine decides whether it is one."""
+    if spec.get("resourceClaims") or spec.get("runtimeClassName"):
+        return True
+    if any(volume.get("hostPath") for volume in spec.get("volumes") or [] if isinstance(volume, Mapping)):
+        return True
+    for part in ("containers", "initContainers", "ephemeralContainers"):
+        for container in spec.get(part) or []:
+            if not isinstance(container, Mapping):
+                continue
+            resources = container.get("resources") or {}
+            for amounts in (resources.get("requests") or {}, resources.get("limits") or {}):
+                if any("/" in str(name) for name in amounts):
+                    return True
+            if (container.get("securityContext") or {}).get("privileged"):
+                return True
+            if any(str((env or {}).get("name", "")) in DEVICE_ENV_VARS for env in container.get("env") or []):
+                return True
+    return False

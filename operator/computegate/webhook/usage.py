@@ -127,6 +127,8 @@ class UsageRecorder:
         now = self.clock()
         running: set[str] = set()
         for pod in running_pods(self.state):
+            if CODE_ANNOTATION not in pod.metadata.annotations:
+                continue  # not admitted by ComputeGate: judged, not counted as an admission
             uid = pod.metadata.uid or ""
             namespace = pod.metadata.namespace or ""
             tenant = self.state.tenant_for_namespace(namespace).tenant
