@@ -26,6 +26,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from computegate.devcluster import ControlPlane
+from computegate.vocabulary import STATE_KINDS
 from computegate.webhook import selftls, tlsplan
 from computegate.webhook.configuration import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION
 from tests.chart.conftest import NAMESPACE, RELEASE, Release
@@ -126,17 +127,17 @@ def test_operator_service_account_lists_and_watches_everything_it_decides_from(
     def cluster(group: str, version: str, plural: str) -> Callable[..., Any]:
         return lambda **kwargs: custom.list_cluster_custom_object(group, version, plural, **kwargs)
 
-    calls: dict[str, Callable[..., Any]] = {
-        "tenants": cluster(GROUP, VERSION, "tenants"),
-        "exportlicenses": cluster(GROUP, VERSION, "exportlicenses"),
-        "compliancepolicies": cluster(GROUP, VERSION, "compliancepolicies"),
-        "acceleratorprofiles": cluster(GROUP, VERSION, "acceleratorprofiles"),
+    core_lists = {
         "namespaces": core.list_namespace,
         "nodes": core.list_node,
         "pods": core.list_pod_for_all_namespaces,
-        "resourceclaims": cluster("resource.k8s.io", "v1", "resourceclaims"),
-        "resourceclaimtemplates": cluster("resource.k8s.io", "v1", "resourceclaimtemplates"),
-        "deviceclasses": cluster("resource.k8s.io", "v1", "deviceclasses"),
+    }
+    # Every kind the operator's watches read (vocabulary.STATE_KINDS), DRA's in the served version.
+    calls: dict[str, Callable[..., Any]] = {
+        kind.plural: (
+            cluster(kind.group, kind.version or "v1", kind.plural) if kind.group else core_lists[kind.plural]
+        )
+        for kind in STATE_KINDS
     }
     counts = {name: _lists_and_watches(call) for name, call in calls.items()}
     assert counts["exportlicenses"] >= 1 and counts["compliancepolicies"] == 1
