@@ -4,6 +4,7 @@ exactly what their ``__all__`` says (as httpx checks its own), and no module is 
 from __future__ import annotations
 
 import importlib
+import tomllib
 import types
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import computegate
 
 MAX_MODULE_LINES = 450
+PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 
 
 def test_no_module_of_ours_imports_one_that_imports_it_back() -> None:
@@ -50,3 +52,29 @@ def test_no_module_of_ours_is_over_450_lines() -> None:
     assert "computegate/engine/decide.py" in lengths  # the walk found the package's modules
     over = {module: lines for module, lines in lengths.items() if lines > MAX_MODULE_LINES}
     assert over == {}, f"modules over {MAX_MODULE_LINES} lines (split them along a seam): {over}"
+
+
+def test_every_module_has_its_place_in_a_layer_contract() -> None:
+    """import-linter checks only the modules its contracts name: a new module left out of the
+    layers (pyproject.toml) would be free to import anything."""
+    contracts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    layered = {
+        name.strip()
+        for contract in contracts
+        if contract["type"] == "layers"
+        for layer in contract["layers"]
+        for name in layer.split("|")
+    }
+    graph = grimp.build_graph("computegate")
+    modules = {module for module in graph.modules if module != "computegate"}
+    unplaced = sorted(
+        module
+        for module in modules
+        if module not in {"computegate.__main__"}  # the entry point: `python -m computegate` → cli
+        and not any(module == name or module.startswith(name + ".") for name in layered)
+    )
+    assert "computegate.webhook.review" in modules  # the graph holds the package's modules
+    assert unplaced == []
+    # Inside the webhook each module has a layer of its own, not just the package's.
+    webhook = {module for module in modules if module.startswith("computegate.webhook.")}
+    assert sorted(webhook - layered) == []
