@@ -16,7 +16,6 @@ from computegate.engine.compliance import rejudge
 from computegate.engine.usage import (
     GENESIS,
     Admission,
-    Cap,
     Checkpoint,
     Interval,
     TenantCount,
@@ -76,11 +75,11 @@ def test_a_checkpoint_covers_what_ended_before_it_and_the_rest_is_counted_once()
 
 def test_a_record_states_the_lowest_cap_of_the_period_and_the_pods_in_violation_by_code() -> None:
     seen = TenantCount()
-    seen.sight("lic", Cap(1_000_000, None))
-    seen.sight("lic", Cap(2_000_000, 8))  # raised later, with a count cap: the lowest of each holds
+    seen.sight("lic", 1_000_000)
+    seen.sight("lic", 2_000_000, 8)  # raised later, with a count cap: the lowest of each holds
     seen.violations["LicenseRevoked"] |= {"uid-a", "uid-b"}
     earlier = TenantCount()
-    earlier.sight("lic", Cap(500_000, 16))  # lowered (and raised again) before this leader watched
+    earlier.sight("lic", 500_000, 16)  # lowered (and raised again) before this leader watched
     earlier.violations["LicenseRevoked"].add("uid-a")  # the same pod, seen by the earlier leader
     earlier.violations["LicenseExpired"].add("uid-c")
     interval = Interval("uid-a", "acme", "lic", 1000.0, 1.0, DAY, DAY + timedelta(hours=1))
@@ -102,13 +101,13 @@ def test_a_record_states_the_lowest_cap_of_the_period_and_the_pods_in_violation_
 
 def test_a_tenant_with_a_license_and_nothing_else_gets_no_record_and_an_edited_cap_is_caught() -> None:
     idle = TenantCount()
-    idle.sight("lic", Cap(1000))
+    idle.sight("lic", 1000)
     assert not idle.active
     busy = TenantCount()
     busy.violations["LicenseRevoked"].add("uid-a")
     assert busy.active
     busy.seconds["lic"] = [3600 * 2000.0, 3600.0]
-    busy.sight("lic", Cap(1000))
+    busy.sight("lic", 1000)
     record = chain_record(
         record_content("acme", "a", "b", busy, {"NoLicense": 1}), sequence=0, previous=GENESIS
     )

@@ -103,13 +103,16 @@ class TenantCount:
             if tpp > 0 or count > 0
         }
 
-    def sight(self, license_name: str, cap: Cap) -> None:
-        self.caps[license_name] = cap.lowest(self.caps.get(license_name))
+    def sight(self, license_name: str, max_tpp: float, max_accelerators: float | None = None) -> None:
+        held = self.caps.get(license_name)
+        # Every pass sights every license, and most see the same cap again: no Cap made then.
+        if held is None or held.max_tpp != max_tpp or held.max_accelerators != max_accelerators:
+            self.caps[license_name] = Cap(max_tpp, max_accelerators).lowest(held)
 
     def merge_sightings(self, other: TenantCount) -> None:
         """Take in another count's caps and violations (idempotent: seen twice is seen once)."""
         for name, cap in other.caps.items():
-            self.sight(name, cap)
+            self.sight(name, cap.max_tpp, cap.max_accelerators)
         for code, uids in other.violations.items():
             self.violations[code] |= uids
 

@@ -41,7 +41,6 @@ from computegate.engine.footprint import pod_uses
 from computegate.engine.usage import (
     GENESIS,
     Admission,
-    Cap,
     Checkpoint,
     Interval,
     TenantCount,
@@ -177,11 +176,12 @@ class UsageRecorder:
         seen = self.sighted.setdefault(period_of(now, self.period), {})
         for lic in self.state.licenses.values():
             spec = lic.spec
-            count = seen.setdefault(spec.tenant, TenantCount())
-            count.sight(lic.metadata.name, Cap(spec.max_tpp, spec.max_accelerators))
+            count = seen.get(spec.tenant) or seen.setdefault(spec.tenant, TenantCount())
+            count.sight(lic.metadata.name, spec.max_tpp, spec.max_accelerators)
         for finding in findings:
             if finding.enforced and finding.tenant:  # a would-be violation (Audit) is not one
-                seen.setdefault(finding.tenant, TenantCount()).violations[finding.code.value].add(finding.uid)
+                count = seen.get(finding.tenant) or seen.setdefault(finding.tenant, TenantCount())
+                count.violations[finding.code.value].add(finding.uid)
 
     def denied(self, tenant: str | None, code: str) -> None:
         """A denial this replica answered: into its tally, which the elected writer folds."""
