@@ -3,9 +3,10 @@ record (a live cluster's ``UsageRecord`` objects, or a folder ``computegate usag
 wrote), as HTML (with a chart drawn by matplotlib), CSV or JSON.
 
 Per license: TPP-hours and accelerator-hours per period, the average controlled TPP in use
-(TPP-hours / hours of the period) against the license's cap; admissions, denials and
-violations by reason code. The records' chain is checked first: a broken chain is reported at
-the top of every format (``computegate verify`` says where).
+(TPP-hours / hours of the period) against the license's cap (the lowest it had in the period;
+its accelerator cap too, when it has one); admissions, denials and violations by reason code.
+The records' chain is checked first: a broken chain is reported at the top of every format
+(``computegate verify`` says where).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Period:
     tpp_hours: float
     accelerator_hours: float
     max_tpp: float | None
+    max_accelerators: float | None = None
 
     @property
     def hours(self) -> float:
@@ -115,6 +117,7 @@ class UsageReport:
                             "acceleratorHours": p.accelerator_hours,
                             "averageTPP": round(p.average_tpp, 6),
                             "maxTPP": p.max_tpp,
+                            "maxAccelerators": p.max_accelerators,
                         }
                         for p in periods
                     ],
@@ -140,7 +143,7 @@ def build(records: list[dict[str, Any]], *, tenant: str, start: datetime, end: d
             continue
         report.records += 1
         for name, figures in (spec.get("licenses") or {}).items():
-            cap = figures.get("maxTPP")
+            cap, count_cap = figures.get("maxTPP"), figures.get("maxAccelerators")
             by_license[name].append(
                 Period(
                     period_start,
@@ -148,6 +151,7 @@ def build(records: list[dict[str, Any]], *, tenant: str, start: datetime, end: d
                     float(figures.get("tppHours", 0)),
                     float(figures.get("acceleratorHours", 0)),
                     float(cap) if cap is not None else None,
+                    float(count_cap) if count_cap is not None else None,
                 )
             )
         report.admissions.update(spec.get("admissions") or {})
@@ -198,6 +202,7 @@ def _write_csv(report: UsageReport, out: TextIO) -> None:
             "acceleratorHours",
             "averageTPP",
             "maxTPP",
+            "maxAccelerators",
         ]
     )
     for name, periods in report.licenses.items():
@@ -212,6 +217,7 @@ def _write_csv(report: UsageReport, out: TextIO) -> None:
                     f"{p.accelerator_hours:.6f}",
                     f"{p.average_tpp:.6f}",
                     "" if p.max_tpp is None else f"{p.max_tpp:g}",
+                    "" if p.max_accelerators is None else f"{p.max_accelerators:g}",
                 ]
             )
     for kind, counts in (
@@ -220,7 +226,7 @@ def _write_csv(report: UsageReport, out: TextIO) -> None:
         ("violations", report.violations),
     ):
         for code, count in sorted(counts.items()):
-            writer.writerow([report.tenant, f"{kind}:{code}", "", "", "", "", "", count])
+            writer.writerow([report.tenant, f"{kind}:{code}", "", "", "", "", "", count, ""])
 
 
 def chart_png(name: str, periods: list[Period]) -> bytes:
@@ -306,13 +312,15 @@ def render_html(report: UsageReport) -> str:
         )
         parts.append(
             "<table><tr><th>from</th><th>to</th><th>TPP-hours</th><th>accelerator-hours</th>"
-            "<th>average TPP</th><th>maxTPP</th></tr>"
+            "<th>average TPP</th><th>maxTPP</th><th>maxAccelerators</th></tr>"
         )
         for p in figures["periods"]:
             cap = "" if p["maxTPP"] is None else f"{p['maxTPP']:,.0f}"
+            count_cap = "" if p["maxAccelerators"] is None else f"{p['maxAccelerators']:g}"
             parts.append(
                 f"<tr><td>{e(p['start'])}</td><td>{e(p['end'])}</td><td>{p['tppHours']:,.3f}</td>"
-                f"<td>{p['acceleratorHours']:,.3f}</td><td>{p['averageTPP']:,.1f}</td><td>{cap}</td></tr>"
+                f"<td>{p['acceleratorHours']:,.3f}</td><td>{p['averageTPP']:,.1f}</td><td>{cap}</td>"
+                f"<td>{count_cap}</td></tr>"
             )
         parts.append("</table>")
     if not report.licenses:

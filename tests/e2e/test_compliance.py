@@ -143,6 +143,19 @@ def test_revoking_a_license_reports_its_running_pods_within_seconds(cluster: Clu
     start(cluster, namespace, "train-a", "train-b")
     wait_until(lambda: (cluster.get("tenant", name).get("status") or {}).get("namespaces") == [namespace])
     assert warnings(cluster, namespace, "LicenseRevoked") == {}
+    # Compliant pods have a Report too, as Kyverno writes one per resource its policies match.
+    # The Report CRD came after the operators started: with nothing failing, they look for it
+    # again every 30 s.
+    wait_until(
+        lambda: (
+            {pod: r["summary"]["pass"] for pod, r in reports(cluster, namespace).items()}
+            == {"train-a": 1, "train-b": 1}
+        ),
+        timeout=30 + SOON,
+        what="a passing openreports.io Report per compliant pod",
+    )
+    passing = reports(cluster, namespace)["train-a"]["results"][0]
+    assert passing["result"] == "pass" and passing["properties"] == {"code": "Licensed", "license": lic}
 
     patch = {"spec": {"revoked": True, "revokedReason": "end-user check failed"}}
     assert (
@@ -175,9 +188,12 @@ def test_revoking_a_license_reports_its_running_pods_within_seconds(cluster: Clu
     assert tenant_status["licenses"] == [lic]
     assert condition({"status": tenant_status}, "Compliant")["status"] == "False"
     wait_until(
-        lambda: set(reports(cluster, namespace)) == {"train-a", "train-b"},
+        lambda: (
+            {pod: r["summary"]["fail"] for pod, r in reports(cluster, namespace).items()}
+            == {"train-a": 1, "train-b": 1}
+        ),
         timeout=SOON,
-        what="an openreports.io Report per pod",
+        what="an openreports.io Report per pod, failing",
     )
     report = reports(cluster, namespace)["train-a"]
     assert report["summary"]["fail"] == 1 and report["results"][0]["rule"] == "LicenseRevoked"
@@ -374,6 +390,53 @@ def test_usage_figures_equal_the_pods_run_interval_times_its_tpp_and_verify_catc
     path.write_text(yaml.safe_dump(body))
     caught = _computegate("verify", "--folder", str(tmp_path))
     assert caught.returncode == 1 and "edited" in caught.stderr
+
+
+def test_a_live_record_carries_the_lowest_cap_and_the_violations_and_the_report_shows_them(
+    cluster: Cluster,
+) -> None:
+    name, namespace, lic = licensed(cluster, 2)
+    start(cluster, namespace, "capped")
+    before = datetime.now(UTC)
+    lowered = H100_TPP // 2  # below the running pod's one H100: a violation
+    patch = {"spec": {"maxTPP": lowered}}
+    assert (
+        cluster.kubectl("patch", "exportlicense", lic, "--type=merge", "-p", json.dumps(patch)).returncode
+        == 0
+    )
+
+    def violating() -> list[dict[str, Any]]:
+        return [r for r in records_of(cluster, name) if r["spec"].get("violations")]
+
+    wait_until(
+        lambda: bool(violating()), timeout=2 * USAGE_PERIOD + 15, what="a usage record with a violation"
+    )
+    spec = violating()[0]["spec"]
+    assert spec["violations"] == {"LicenseCapExceeded": 1}  # one pod, no other tenant's
+    assert spec["licenses"][lic]["maxTPP"] == f"{lowered:.6f}"  # the lowest cap of that period
+    assert all(
+        float(r["spec"]["licenses"][lic]["maxTPP"]) in (lowered, 2 * H100_TPP)
+        for r in records_of(cluster, name)
+        if lic in r["spec"]["licenses"]
+    )
+
+    span = (
+        f"--from={(before - timedelta(minutes=5)).isoformat()}",
+        f"--to={(datetime.now(UTC) + timedelta(minutes=1)).isoformat()}",
+    )
+    live = (f"--kubeconfig={cluster.plane.kubeconfig_path}", f"--tenant={name}", *span)
+    as_json = _computegate("report", "usage", *live, "--format=json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["chainProblems"] == []
+    assert report["violations"]["LicenseCapExceeded"] >= 1
+    assert min(p["maxTPP"] for p in report["licenses"][lic]["periods"]) == lowered
+    as_html = _computegate("report", "usage", *live, "--format=html")
+    assert as_html.returncode == 0, as_html.stderr
+    assert f"<td>{lowered:,.0f}</td>" in as_html.stdout  # the cap column
+    assert "<tr><td>LicenseCapExceeded</td>" in as_html.stdout  # the violations table
+    # Leave no violation behind: the eviction tests after this one have a budget to keep.
+    assert cluster.kubectl("delete", "pod", "capped", "-n", namespace, "--wait=true").returncode == 0
 
 
 # -- several replicas: what a change of leader keeps, what every replica adds ------------------

@@ -101,12 +101,19 @@ class MemoryKube:
         self.requests.append(("delete", path, ""))
         self.objects.pop(path, None)
 
+    def across_namespaces(self, collection: str) -> list[dict[str, Any]]:
+        """A namespaced resource's objects in every namespace (``/apis/G/V/R`` lists those of
+        ``/apis/G/V/namespaces/*/R``)."""
+        root, _, resource = collection.rstrip("/").rpartition("/")
+        pattern = re.compile(rf"^{re.escape(root)}/namespaces/[^/]+/{re.escape(resource)}/[^/]+$")
+        return [obj for path, obj in sorted(self.objects.items()) if pattern.match(path)]
+
     async def pages(
         self, path: str, *, selector: str = "", limit: int = 500, urgent: bool = False
     ) -> AsyncIterator[list[dict[str, Any]]]:
         chosen = [
             copy.deepcopy(obj)
-            for obj in self.under(path).values()
+            for obj in [*self.under(path).values(), *self.across_namespaces(path)]
             if matches(selector, (obj.get("metadata") or {}).get("labels") or {})
         ]
         for start in range(0, max(len(chosen), 1), limit):

@@ -349,3 +349,134 @@ async def test_no_eviction_before_the_tenants_status_says_when_the_violation_beg
     compliance.resign()
     await compliance.publish()
     assert evictions(kube) == ["/api/v1/namespaces/team/pods/a/eviction"]
+
+
+# ----- openreports.io Reports: every judged pod, written on change, bounded (webhook/reports.py) -----
+REPORTS = "/apis/openreports.io/v1alpha1"
+
+
+def served_reports() -> MemoryKube:
+    kube = MemoryKube()
+    kube.objects[REPORTS] = {"resources": [{"name": "reports"}]}  # discovery: the CRD is served
+    return kube
+
+
+def written(kube: MemoryKube) -> dict[str, str]:
+    """Pod name → what its Report says (``pass``, or ``result:rule``)."""
+    out = {}
+    for report in kube.under(f"{REPORTS}/namespaces/team/reports").values():
+        (result,) = report["results"]
+        says = "pass" if result["result"] == "pass" else f"{result['result']}:{result['rule']}"
+        out[report["scope"]["name"]] = says
+    return out
+
+
+def report_writes(kube: MemoryKube) -> int:
+    return kube.version  # objects stored (created or replaced); Reports are all these tests store
+
+
+async def test_a_compliant_pod_gets_a_passing_report_and_each_report_is_written_only_when_it_changes(
+    make_state: StateFactory,
+) -> None:
+    from computegate.engine.compliance import running_pods
+    from computegate.webhook.reports import Reports
+
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", max_tpp=H100_TPP),
+        running("a", 1),
+        running("b", 2),  # beyond the cap: the newest pod is the violation
+    )
+    kube = served_reports()
+    reports = Reports(kube, lambda: NOW)  # type: ignore[arg-type]
+    await reports.write(rejudge(state, at=NOW), running_pods(state))
+    assert written(kube) == {"a": "pass", "b": "fail:LicenseCapExceeded"}
+    passing = kube.objects[f"{REPORTS}/namespaces/team/reports/uid-a"]
+    assert passing["summary"]["pass"] == 1 and passing["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
+    assert passing["results"][0]["properties"] == {"code": "Licensed", "license": "lic"}
+    writes = report_writes(kube)
+    await reports.write(rejudge(state, at=NOW), running_pods(state))
+    assert report_writes(kube) == writes  # nothing changed: nothing written
+
+    state.upsert(obj(license_("lic", "acme", max_tpp=2 * H100_TPP)))  # the cap raised: b complies
+    await reports.write(rejudge(state, at=NOW), running_pods(state))
+    assert written(kube) == {"a": "pass", "b": "pass"}
+    assert report_writes(kube) == writes + 1
+
+    # A new leader reads what the Reports say, and writes none of them again.
+    successor = Reports(kube, lambda: NOW)  # type: ignore[arg-type]
+    await successor.write(rejudge(state, at=NOW), running_pods(state))
+    assert report_writes(kube) == writes + 1
+    assert ("list", f"{REPORTS}/reports", "app.kubernetes.io/managed-by=computegate") in kube.requests
+
+
+async def test_report_writes_are_rate_limited_and_findings_go_first(make_state: StateFactory) -> None:
+    from computegate.engine.compliance import running_pods
+    from computegate.webhook.reports import Reports
+
+    pods = [running(name, minute) for minute, name in enumerate("abcde", start=1)]
+    state = make_state(
+        node("h100-node", H100), restricted(), license_("lic", "acme", max_tpp=H100_TPP), *pods
+    )
+    kube = served_reports()
+    clock = [NOW]
+    reports = Reports(kube, lambda: clock[0], writes_per_second=2)  # type: ignore[arg-type]
+    await reports.write(rejudge(state, at=NOW), running_pods(state))
+    assert written(kube) == {"b": "fail:LicenseCapExceeded", "c": "fail:LicenseCapExceeded"}
+    clock[0] += timedelta(seconds=1)
+    await reports.write(rejudge(state, at=NOW), running_pods(state))
+    assert len(written(kube)) == 4
+    clock[0] += timedelta(seconds=1)
+    await reports.write(rejudge(state, at=NOW), running_pods(state))
+    assert written(kube) == {
+        "a": "pass",
+        "b": "fail:LicenseCapExceeded",
+        "c": "fail:LicenseCapExceeded",
+        "d": "fail:LicenseCapExceeded",
+        "e": "fail:LicenseCapExceeded",
+    }
+
+
+async def test_a_pod_a_disruption_budget_keeps_does_not_take_the_whole_eviction_budget(
+    make_state: StateFactory,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from computegate.webhook.compliance import Compliance
+    from computegate.webhook.observe import Metrics
+
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", revoked=True),
+        running("a", 1),  # the oldest, protected by a PodDisruptionBudget
+        running("b", 2),
+        EVICT,
+    )
+    kube = MemoryKube()
+    await kube.post(TENANTS, restricted())
+    tried: list[str] = []
+    store = kube.post
+
+    async def post(path: str, body: Any, *, urgent: bool = True) -> dict[str, Any]:
+        if path.endswith("/eviction"):
+            tried.append(path.split("/")[-2])
+            if path.endswith("/pods/a/eviction"):
+                raise ApiException(status=429, reason="Too Many Requests")
+        return await store(path, body, urgent=urgent)
+
+    kube.post = post  # type: ignore[method-assign]
+    clock = [NOW]
+    compliance = Compliance(
+        kube,  # type: ignore[arg-type]
+        state,
+        Metrics(),
+        clock=lambda: clock[0],
+        evictions_per_minute=1,
+    )
+    for at in (NOW, NOW + timedelta(minutes=5, seconds=1), NOW + timedelta(minutes=6, seconds=2)):
+        clock[0] = at
+        compliance.judge()
+        await compliance.publish()
+    assert tried == ["a", "b"]  # one a minute; the kept pod is tried again after the other

@@ -12,18 +12,21 @@ import pytest
 import yaml
 
 from computegate.cli import main
+from computegate.engine.compliance import rejudge
 from computegate.engine.usage import (
     GENESIS,
     Admission,
     Checkpoint,
     Interval,
+    TenantCount,
     chain_record,
     count_period,
+    record_content,
     verify_chain,
 )
 from computegate.webhook.tally import DenialTally
 from computegate.webhook.usage import UsageRecorder, heads_in_audit_log, period_of
-from tests.unit.conftest import StateFactory, node, pod, tenant
+from tests.unit.conftest import StateFactory, license_, node, obj, pod, tenant
 from tests.unit.memory_kube import MemoryKube
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -68,6 +71,53 @@ def test_a_checkpoint_covers_what_ended_before_it_and_the_rest_is_counted_once()
     assert count_period(seen_by_the_next, [], DAY, end, adopted=other)["acme"].hours()["lic"]["tppHours"] == (
         100 * 4 + 100 * 21
     )
+
+
+def test_a_record_states_the_lowest_cap_of_the_period_and_the_pods_in_violation_by_code() -> None:
+    seen = TenantCount()
+    seen.sight("lic", 1_000_000)
+    seen.sight("lic", 2_000_000, 8)  # raised later, with a count cap: the lowest of each holds
+    seen.violations["LicenseRevoked"] |= {"uid-a", "uid-b"}
+    earlier = TenantCount()
+    earlier.sight("lic", 500_000, 16)  # lowered (and raised again) before this leader watched
+    earlier.violations["LicenseRevoked"].add("uid-a")  # the same pod, seen by the earlier leader
+    earlier.violations["LicenseExpired"].add("uid-c")
+    interval = Interval("uid-a", "acme", "lic", 1000.0, 1.0, DAY, DAY + timedelta(hours=1))
+    checkpoint = Checkpoint.from_dict(Checkpoint(DAY, DAY, {"acme": earlier}).to_dict())
+    counts = count_period(
+        [interval], [], DAY, DAY + timedelta(days=1), adopted=checkpoint, sighted={"acme": seen}
+    )
+    content = record_content("acme", "2026-06-01T00:00:00Z", "2026-06-02T00:00:00Z", counts["acme"], {})
+    assert content["licenses"] == {
+        "lic": {
+            "tppHours": "1000.000000",
+            "acceleratorHours": "1.000000",
+            "maxTPP": "500000.000000",
+            "maxAccelerators": "8.000000",
+        }
+    }
+    assert content["violations"] == {"LicenseExpired": 1, "LicenseRevoked": 2}
+
+
+def test_a_tenant_with_a_license_and_nothing_else_gets_no_record_and_an_edited_cap_is_caught() -> None:
+    idle = TenantCount()
+    idle.sight("lic", 1000)
+    assert not idle.active
+    busy = TenantCount()
+    busy.violations["LicenseRevoked"].add("uid-a")
+    assert busy.active
+    busy.seconds["lic"] = [3600 * 2000.0, 3600.0]
+    busy.sight("lic", 1000)
+    record = chain_record(
+        record_content("acme", "a", "b", busy, {"NoLicense": 1}), sequence=0, previous=GENESIS
+    )
+    assert verify_chain([("r", record)]) == []
+    for edit in (
+        {**record, "licenses": {"lic": {**record["licenses"]["lic"], "maxTPP": "5000.000000"}}},
+        {**record, "violations": {}},
+    ):
+        (problem,) = verify_chain([("r", edit)])
+        assert "edited" in problem.what
 
 
 def test_periods_are_utc_days() -> None:
@@ -383,3 +433,108 @@ async def test_a_refused_checkpoint_is_tried_again_a_minute_later_and_the_record
     await leader.flush()
     (record,) = records(kube)
     assert record["spec"]["licenses"]["lic"]["acceleratorHours"] == "23.500000"
+
+
+def licensed_replica(
+    make_state: StateFactory, kube: MemoryKube, clock: Clock, identity: str, *bodies: dict[str, Any]
+) -> UsageRecorder:
+    """Three tenants, each with a license and a namespace of its own."""
+    state = make_state(
+        node("h100-node", H100),
+        *(tenant(name, "CN", namespaces=[f"ns-{name}"]) for name in ("acme", "globex", "initech")),
+        *(license_(f"lic-{name}", name, max_tpp=100_000) for name in ("acme", "globex", "initech")),
+        *bodies,
+    )
+    tally = DenialTally(kube, "cg", identity, clock=clock)  # type: ignore[arg-type]
+    return UsageRecorder(kube, state, tally, clock=clock)  # type: ignore[arg-type]
+
+
+def tenant_pod(tenant_name: str, started: datetime) -> dict[str, Any]:
+    body = running_pod(f"p-{tenant_name}", started)
+    body["metadata"].update(namespace=f"ns-{tenant_name}")
+    body["metadata"]["uid"] = f"uid-{tenant_name}"
+    body["metadata"]["annotations"]["computegate.io/license"] = f"lic-{tenant_name}"
+    return body
+
+
+async def test_the_record_carries_the_lowest_cap_of_the_day_and_the_violations_judged(
+    make_state: StateFactory,
+) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    leader = licensed_replica(make_state, kube, clock, "leader", tenant_pod("acme", DAY))
+    state = leader.state
+    leader.observe(rejudge(state, at=clock()))
+    await leader.flush()  # the chain starts with this day
+    clock.at = DAY + timedelta(hours=2)
+    lowered = license_("lic-acme", "acme", max_tpp=10_000, revoked=True)
+    state.upsert(obj(lowered))
+    findings = rejudge(state, at=clock())
+    assert [(f.uid, f.code.value, f.enforced) for f in findings] == [("uid-acme", "LicenseRevoked", True)]
+    leader.observe(findings)
+    clock.at = DAY + timedelta(hours=3)
+    state.upsert(obj(license_("lic-acme", "acme", max_tpp=100_000)))  # restored: not in violation
+    leader.observe(rejudge(state, at=clock()))
+    clock.at = DAY + timedelta(days=1, minutes=1)
+    leader.observe(rejudge(state, at=clock()))
+    await leader.flush()
+
+    (record,) = records(kube)  # the idle tenants' licenses alone make no record
+    spec = record["spec"]
+    assert spec["tenant"] == "acme"
+    assert spec["licenses"]["lic-acme"]["maxTPP"] == "10000.000000"
+    assert "maxAccelerators" not in spec["licenses"]["lic-acme"]
+    assert spec["violations"] == {"LicenseRevoked": 1}
+    assert verify_chain([("r", spec)]) == []
+
+
+async def test_a_leader_that_dies_partway_through_a_days_records_leaves_the_rest_to_the_next(
+    make_state: StateFactory,
+) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    pods = [tenant_pod(name, DAY) for name in ("acme", "globex", "initech")]
+    first = licensed_replica(make_state, kube, clock, "first", *pods)
+    first.observe()
+    await first.flush()
+    clock.at = DAY + timedelta(hours=12)
+    first.observe()
+    await first.flush()  # a checkpoint of the day
+
+    store = kube.post
+    posted: list[str] = []
+
+    async def dies_after_one_record(path: str, body: Any, *, urgent: bool = True) -> dict[str, Any]:
+        if path == RECORDS and posted:
+            raise ConnectionError("the leader's process ends here")
+        posted.append(body["metadata"]["name"])
+        return await store(path, body, urgent=urgent)
+
+    kube.post = dies_after_one_record  # type: ignore[method-assign]
+    clock.at = DAY + timedelta(days=1, minutes=1)
+    first.observe()
+    with pytest.raises(ConnectionError):
+        await first.flush()
+    assert [r["spec"]["tenant"] for r in records(kube)] == ["acme"]
+    kube.post = store  # type: ignore[method-assign]
+
+    # A new leader that started after the day closed: its view and the checkpoint hold the rest.
+    clock.at = DAY + timedelta(days=1, minutes=2)
+    second = licensed_replica(make_state, kube, clock, "second", *pods)
+    await second.read_head(None)
+    second.observe()
+    await second.flush()
+    written = records(kube)
+    assert [(r["spec"]["tenant"], r["spec"]["sequence"]) for r in written] == [
+        ("acme", 0),
+        ("globex", 1),
+        ("initech", 2),
+    ]
+    assert verify_chain([(r["metadata"]["name"], r["spec"]) for r in written]) == []
+    for r in written:
+        (figures,) = r["spec"]["licenses"].values()
+        assert figures["acceleratorHours"] == "24.000000"
+
+    # A third leader finds the day complete and writes nothing again.
+    third = licensed_replica(make_state, kube, clock, "third", *pods)
+    third.observe()
+    await third.flush()
+    assert len(records(kube)) == 3

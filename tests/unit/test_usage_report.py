@@ -3,6 +3,7 @@ HTML page whose chart a real headless browser (Chromium from the distribution) s
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -40,6 +41,8 @@ def export(folder: Path, days: int = 5) -> None:
                         "tppHours": f"{gpus * H100_TPP * 24:.6f}",
                         "acceleratorHours": f"{gpus * 24:.6f}",
                         "maxTPP": f"{4 * H100_TPP:.6f}",
+                        # The accelerator cap, on the days the license had one.
+                        **({"maxAccelerators": "4.000000"} if day == 1 else {}),
                     }
                 },
                 "admissions": {"Licensed": 1},
@@ -93,6 +96,7 @@ def test_the_json_report_sums_the_span_per_license_with_the_cap(tmp_path: Path, 
     assert lic["tppHours"] == (1 + 2 + 3) * H100_TPP * 24 and lic["acceleratorHours"] == 6 * 24
     assert [p["averageTPP"] for p in lic["periods"]] == [H100_TPP, 2 * H100_TPP, 3 * H100_TPP]
     assert {p["maxTPP"] for p in lic["periods"]} == {4 * H100_TPP}
+    assert [p["maxAccelerators"] for p in lic["periods"]] == [None, 4, None]
     assert data["admissions"] == {"Licensed": 3} and data["chainProblems"] == []
 
 
@@ -105,8 +109,10 @@ def test_denials_and_violations_by_code_are_reported(tmp_path: Path, capsys: Any
 def test_the_csv_report_has_a_row_per_license_and_period(tmp_path: Path, capsys: Any) -> None:
     export(tmp_path)
     rows = report(tmp_path, "csv", capsys).splitlines()
-    assert rows[0].startswith("tenant,license,periodStart")
-    assert sum(1 for row in rows if row.startswith("acme,acme-lic,")) == 3
+    assert rows[0].startswith("tenant,license,periodStart") and rows[0].endswith(",maxTPP,maxAccelerators")
+    periods = [row.split(",") for row in rows if row.startswith("acme,acme-lic,")]
+    assert [row[-1] for row in periods] == ["", "4", ""]
+    assert {len(row) for row in csv.reader(rows)} == {9}  # every row has every column
 
 
 def test_a_report_over_an_edited_record_says_the_chain_is_broken(tmp_path: Path, capsys: Any) -> None:

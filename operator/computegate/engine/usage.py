@@ -1,7 +1,8 @@
 """The usage record (DESIGN.md "After admission"), pure: pods' run intervals and admissions in,
 per tenant and period (a day by default) the controlled TPP-hours and accelerator-hours per
-license and the pods admitted out (continuing an earlier leader's checkpoint of the period),
-each record chained by hash to the one before; and the check of such a chain.
+license, the lowest cap each license had in the period, the pods admitted and the pods found in
+violation out (continuing an earlier leader's checkpoint of the period), each record chained by
+hash to the one before; and the check of such a chain.
 
 A record's ``hash`` is SHA-256 over its canonical JSON (sorted keys, no spaces) without the
 ``hash`` field, and that JSON holds ``previousHash``: editing, dropping or reordering a record
@@ -22,6 +23,7 @@ from typing import Any
 __all__ = [
     "GENESIS",
     "Admission",
+    "Cap",
     "Checkpoint",
     "Interval",
     "Problem",
@@ -30,6 +32,7 @@ __all__ = [
     "count_period",
     "heads_in_audit_log",
     "parse_head",
+    "record_content",
     "record_hash",
     "verify_chain",
 ]
@@ -65,13 +68,32 @@ class Admission:
     created: datetime
 
 
+@dataclass(frozen=True)
+class Cap:
+    """A license's caps (``maxAccelerators`` None: no cap on the count)."""
+
+    max_tpp: float
+    max_accelerators: float | None = None
+
+    def lowest(self, other: Cap | None) -> Cap:
+        """The stricter of the two, cap by cap: a period's record states the lowest cap a
+        license had in it, the bound that held at some moment of the period."""
+        if other is None:
+            return self
+        counts = [c for c in (self.max_accelerators, other.max_accelerators) if c is not None]
+        return Cap(min(self.max_tpp, other.max_tpp), min(counts) if counts else None)
+
+
 @dataclass
 class TenantCount:
-    """One tenant's figures within a period: per license, TPP-seconds and accelerator-seconds;
-    the pods created, by their stamped code."""
+    """One tenant's figures within a period: per license, TPP-seconds and accelerator-seconds and
+    the lowest cap seen; the pods created, by their stamped code; the pods found in violation
+    (enforced), by code."""
 
     seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0]))
     admissions: Counter[str] = field(default_factory=Counter)
+    caps: dict[str, Cap] = field(default_factory=dict)  # license → the lowest cap seen
+    violations: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # code → pod uids
 
     def hours(self) -> dict[str, dict[str, float]]:
         """Per license, ``tppHours`` and ``acceleratorHours`` as the record states them."""
@@ -80,6 +102,24 @@ class TenantCount:
             for name, (tpp, count) in sorted(self.seconds.items())
             if tpp > 0 or count > 0
         }
+
+    def sight(self, license_name: str, max_tpp: float, max_accelerators: float | None = None) -> None:
+        held = self.caps.get(license_name)
+        # Every pass sights every license, and most see the same cap again: no Cap made then.
+        if held is None or held.max_tpp != max_tpp or held.max_accelerators != max_accelerators:
+            self.caps[license_name] = Cap(max_tpp, max_accelerators).lowest(held)
+
+    def merge_sightings(self, other: TenantCount) -> None:
+        """Take in another count's caps and violations (idempotent: seen twice is seen once)."""
+        for name, cap in other.caps.items():
+            self.sight(name, cap.max_tpp, cap.max_accelerators)
+        for code, uids in other.violations.items():
+            self.violations[code] |= uids
+
+    @property
+    def active(self) -> bool:
+        """Used controlled compute, was admitted or had a violation: worth a record."""
+        return bool(self.seconds or self.admissions or any(self.violations.values()))
 
 
 @dataclass(frozen=True)
@@ -104,6 +144,10 @@ class Checkpoint:
                         lic: [round(f, 3) for f in figures] for lic, figures in sorted(count.seconds.items())
                     },
                     "admissions": dict(sorted(count.admissions.items())),
+                    "caps": {
+                        lic: [cap.max_tpp, cap.max_accelerators] for lic, cap in sorted(count.caps.items())
+                    },
+                    "violations": {code: sorted(uids) for code, uids in sorted(count.violations.items())},
                 }
                 for name, count in sorted(self.tenants.items())
             },
@@ -118,6 +162,12 @@ class Checkpoint:
             for lic, (tpp, accelerators) in dict(body.get("seconds") or {}).items():
                 count.seconds[str(lic)] = [float(tpp), float(accelerators)]
             count.admissions.update({str(k): int(v) for k, v in dict(body.get("admissions") or {}).items()})
+            for lic, (max_tpp, max_accelerators) in dict(body.get("caps") or {}).items():
+                count.caps[str(lic)] = Cap(
+                    float(max_tpp), None if max_accelerators is None else float(max_accelerators)
+                )
+            for code, uids in dict(body.get("violations") or {}).items():
+                count.violations[str(code)] = {str(uid) for uid in uids}
             tenants[str(name)] = count
         return cls(
             datetime.fromisoformat(str(data["periodStart"])),
@@ -134,13 +184,15 @@ def count_period(
     *,
     adopted: Checkpoint | None = None,
     until: datetime | None = None,
+    sighted: Mapping[str, TenantCount] | None = None,
 ) -> dict[str, TenantCount]:
     """Per tenant, its figures within [start, end).
 
     ``adopted``: an earlier leader's checkpoint of this period; what it covers (runs that ended
     and pods created before its ``until``) is taken from it, not from ``intervals`` and
-    ``admissions``. ``until``: count only what is final before that instant (runs that ended,
-    pods created), as a checkpoint does."""
+    ``admissions``; its caps and violations are merged with ``sighted`` (this period's caps and
+    violations as this replica saw them). ``until``: count only what is final before that
+    instant (runs that ended, pods created), as a checkpoint does."""
     out: dict[str, TenantCount] = defaultdict(TenantCount)
     covered = adopted.until if adopted is not None and adopted.start == start else None
     if adopted is not None and covered is not None:
@@ -150,6 +202,9 @@ def count_period(
                 count.seconds[lic][0] += tpp
                 count.seconds[lic][1] += accelerators
             count.admissions.update(earlier.admissions)
+            count.merge_sightings(earlier)
+    for name, seen in (sighted or {}).items():
+        out[name].merge_sightings(seen)
     for interval in intervals:
         if covered is not None and interval.end is not None and interval.end < covered:
             continue
@@ -169,6 +224,32 @@ def count_period(
             continue
         out[admission.tenant].admissions[admission.code] += 1
     return dict(out)
+
+
+def record_content(
+    tenant: str, start: str, end: str, count: TenantCount, denials: Mapping[str, int]
+) -> dict[str, Any]:
+    """One tenant's record of a period before it is chained. Figures are decimal strings, so a
+    JSON round trip through the API server cannot change what was hashed; a license's cap is
+    the lowest it had in the period (when this replica or the checkpoint saw it)."""
+    licenses: dict[str, dict[str, str]] = {}
+    for name, figures in count.hours().items():
+        entry = {key: f"{value:.6f}" for key, value in figures.items()}
+        cap = count.caps.get(name)
+        if cap is not None:
+            entry["maxTPP"] = f"{cap.max_tpp:.6f}"
+            if cap.max_accelerators is not None:
+                entry["maxAccelerators"] = f"{cap.max_accelerators:.6f}"
+        licenses[name] = entry
+    return {
+        "tenant": tenant,
+        "periodStart": start,
+        "periodEnd": end,
+        "licenses": licenses,
+        "admissions": dict(sorted(count.admissions.items())),
+        "denials": dict(sorted(denials.items())),
+        "violations": {code: len(uids) for code, uids in sorted(count.violations.items()) if uids},
+    }
 
 
 def _canonical(record: Mapping[str, Any]) -> bytes:

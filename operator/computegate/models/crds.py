@@ -107,8 +107,9 @@ _USAGE_RECORD_SPEC: JsonSchema = {
     "description": (
         "One tenant's controlled compute in one period (a day by default), written once by the "
         "elected operator replica (docs/compliance.md): tenant, periodStart, periodEnd, licenses "
-        "(name to tppHours and acceleratorHours, as decimal strings), admissions and denials by "
-        "reason code, sequence, previousHash and hash (SHA-256 of the canonical JSON of the rest)."
+        "(name to tppHours, acceleratorHours and the lowest maxTPP and maxAccelerators of the "
+        "period, as decimal strings), admissions, denials and violations (pods) by reason code, "
+        "sequence, previousHash and hash (SHA-256 of the canonical JSON of the rest)."
     ),
     "required": ["tenant", "periodStart", "periodEnd", "sequence", "previousHash", "hash"],
     "properties": {

@@ -36,9 +36,10 @@ from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge
 
 from computegate.engine import ClusterState, consumption
-from computegate.engine.compliance import Finding, rejudge
+from computegate.engine.compliance import Finding, rejudge, running_pods
 from computegate.models.resources import GROUP, VERSION, OnViolation
 from computegate.vocabulary import TENANT_LABEL
+from computegate.webhook.budget import TokenBucket
 from computegate.webhook.kube import Conflict, Kube
 from computegate.webhook.licenses import comparable, with_transition_times
 from computegate.webhook.observe import EVENT_SOURCE, Metrics
@@ -81,12 +82,12 @@ class Compliance:
     # What this replica knows in its term as the writer; ``resign`` forgets it.
     _tenant_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # last read or written
     _violating_since: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (uid, code)
-    _tokens: float = 0.0
-    _tokens_at: datetime | None = None
+    _blocked: set[str] = field(default_factory=set)  # uids of pods a PodDisruptionBudget kept
     _gauged: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reports = Reports(self.kube, lambda: self.clock())
+        self.eviction_budget = TokenBucket(self.evictions_per_minute / 60, self.evictions_per_minute)
         self.violations = Gauge(
             "computegate_running_violations",
             "Running pods the engine would refuse now, by tenant, reason code and mode "
@@ -129,6 +130,7 @@ class Compliance:
         may have written them meanwhile)."""
         self._tenant_status.clear()
         self._violating_since.clear()
+        self._blocked.clear()
         self.reports.resign()
 
     async def publish(self, *, synced: bool = True) -> None:
@@ -138,12 +140,13 @@ class Compliance:
                 finding, finding.code.value, _violation_message(finding), audit=not finding.enforced
             )
         await self._write_tenants(findings)
-        await self.reports.write(findings, lambda namespace, name: (namespace, name) in self.state.pods)
+        await self.reports.write(findings, running_pods(self.state))
         if synced and self.state.policy.spec.on_violation is OnViolation.EVICT:
             await self._evict(findings)
         current = {(f.uid, f.code.value) for f in findings if f.enforced}
         for key in set(self._violating_since) - current:
             del self._violating_since[key]
+        self._blocked &= {uid for uid, _ in current}
         # Forget what no longer applies (an Event name ends with its pod's uid prefix); a finding
         # that comes back finds its Event in place (409) and posts no second one.
         uids = {f.uid[:8] for f in findings}
@@ -255,26 +258,17 @@ class Compliance:
     async def _evict(self, findings: Sequence[Finding]) -> None:
         now = self.clock()
         grace = self.state.policy.spec.grace_seconds
-        for finding in findings:
+        # Pods a PodDisruptionBudget kept are tried after the others (oldest first within each):
+        # each try takes from the same budget, and a pod that stays protected must not take it
+        # all, pass after pass, from violations that can be evicted.
+        for finding in sorted(findings, key=lambda f: f.uid in self._blocked):
             if not finding.evictable:
                 continue
             # Unknown until the Tenant's status has been read in this term: no eviction before.
             since = self._violating_since.get((finding.uid, finding.code.value))
-            if since is None or (now - since).total_seconds() < grace or not self._take_token(now):
+            if since is None or (now - since).total_seconds() < grace or not self.eviction_budget.take(now):
                 continue
             await self._evict_one(finding)
-
-    def _take_token(self, now: datetime) -> bool:
-        if self._tokens_at is None:
-            self._tokens = self.evictions_per_minute
-        else:
-            refill = (now - self._tokens_at).total_seconds() * self.evictions_per_minute / 60
-            self._tokens = min(self.evictions_per_minute, self._tokens + refill)
-        self._tokens_at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     async def _evict_one(self, finding: Finding) -> None:
         body = {
@@ -287,6 +281,7 @@ class Compliance:
             await self.kube.post(path, body, urgent=False)
         except ApiException as error:
             if error.status == 429:  # a PodDisruptionBudget does not allow it now: try again later
+                self._blocked.add(finding.uid)
                 self.evictions.labels("blocked").inc()
                 await self._event(
                     finding,

@@ -283,7 +283,7 @@ class Reconciler:
             elif self.compliance is not None:
                 self.compliance.resign()
             if self.usage is not None:
-                self.usage.observe()
+                self.usage.observe(findings)
                 if self.election.is_leader:
                     try:
                         await self.usage.flush()

@@ -1,10 +1,13 @@
 """openreports.io ``Report`` objects (``openreports.io/v1alpha1``, the shape Kyverno writes): one
-per judged pod, named after and owned by it, so the pod's deletion takes it away.
+per judged pod (every running pod a decision stamped), named after and owned by it, so the
+pod's deletion takes it away: ``fail`` (a violation) or ``warn`` (Audit) per code, or ``pass``.
 
 Written by the elected replica (``computegate.webhook.compliance.Compliance.publish``) only
 while the Report CRD is served: it is not ComputeGate's, and another tool may install it, so
 it is looked up in discovery (every minute while served; while not, at every pass that has
-findings to report).
+findings to report). The write load is bounded: a Report is written only when its result
+changes (a new leader lists the Reports once to learn what they say), at most
+``writes_per_second`` (findings first; the rest at the next passes).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from computegate.engine.compliance import Finding
+from computegate.models.kube import Pod
+from computegate.vocabulary import CODE_ANNOTATION, LICENSE_ANNOTATION
+from computegate.webhook.budget import TokenBucket
 from computegate.webhook.kube import Conflict, Kube
 from computegate.webhook.observe import EVENT_SOURCE
 
@@ -35,36 +41,55 @@ class Reports:
     kube: Kube
     clock: Callable[[], datetime]
     recheck_seconds: float = 60.0
-    _written: dict[str, str] = field(default_factory=dict)  # pod uid → result last written
-    _pods: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid → (namespace, name)
+    writes_per_second: float = 20.0  # also the burst: a pass writes at most this many at once
+    _written: dict[str, str] = field(default_factory=dict)  # pod uid → what its Report says
+    _listed: bool = False  # the Reports in the cluster read in this term
     _served: tuple[bool, float] | None = None  # (served, when checked)
+
+    def __post_init__(self) -> None:
+        self.budget = TokenBucket(self.writes_per_second, self.writes_per_second)
 
     def resign(self) -> None:
         """Another replica may write Reports meanwhile: what this one wrote is no guide then."""
         self._written.clear()
-        self._pods.clear()
+        self._listed = False
 
-    async def write(self, findings: Sequence[Finding], present: Callable[[str, str], bool]) -> None:
-        """A Report for every finding; a pod no longer in violation (and ``present``) gets a
-        passing one."""
+    async def write(self, findings: Sequence[Finding], judged: Sequence[Pod]) -> None:
+        """A Report for every ``judged`` pod: its findings, or ``pass``; written when that
+        changes, findings first, at most ``writes_per_second``."""
         if not await self._available(bool(findings)):
             return
+        if not self._listed:
+            await self._read_written()
         now = self.clock()
-        current = {f.uid: f for f in findings if f.uid}
-        for uid, finding in current.items():
-            result = "fail" if finding.enforced else "warn"
-            if self._written.get(uid) == f"{result}:{finding.code.value}":
-                continue
-            await self._put(finding.namespace, finding.name, uid, report_results(finding, now))
-            self._written[uid] = f"{result}:{finding.code.value}"
-            self._pods[uid] = (finding.namespace, finding.name)
-        # A pod no longer in violation: its report says so (the pod's deletion removes it).
-        for uid in [uid for uid in self._written if uid not in current]:
-            namespace, name = self._pods[uid]
-            if present(namespace, name):
-                await self._put(namespace, name, uid, [_pass_result(now)])
-            del self._written[uid]
-            del self._pods[uid]
+        by_uid = {f.uid: f for f in findings if f.uid}
+        due: list[tuple[str, str, str, str, list[dict[str, Any]]]] = []  # uid, says, where, results
+        for finding in by_uid.values():
+            says = f"{'fail' if finding.enforced else 'warn'}:{finding.code.value}"
+            if self._written.get(finding.uid) != says:
+                due.append((finding.uid, says, finding.namespace, finding.name, report_results(finding, now)))
+        for pod in judged:
+            uid = pod.metadata.uid or ""
+            if uid and uid not in by_uid and self._written.get(uid) != "pass":
+                results = [pass_result(pod, now)]
+                due.append((uid, "pass", pod.metadata.namespace or "", pod.metadata.name, results))
+        for uid, says, namespace, name, results in due:
+            if not self.budget.take(now):
+                break  # the rest at the next passes
+            if await self._put(namespace, name, uid, results):
+                self._written[uid] = says
+        judged_uids = {pod.metadata.uid for pod in judged}
+        self._written = {uid: says for uid, says in self._written.items() if uid in judged_uids}
+
+    async def _read_written(self) -> None:
+        """At the start of a term: what the Reports in the cluster say, so only changes are
+        written (a Report per running pod, not one per pod at every change of leader)."""
+        selector = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
+        async for page in self.kube.pages(f"{REPORTS_API}/reports", selector=selector):
+            for item in page:
+                uid = str((item.get("metadata") or {}).get("name"))
+                self._written[uid] = _says(list(item.get("results") or []))
+        self._listed = True
 
     async def _available(self, findings: bool) -> bool:
         now = self.clock().timestamp()
@@ -83,7 +108,7 @@ class Reports:
             self._served = (served, now)
         return self._served[0]
 
-    async def _put(self, namespace: str, pod: str, uid: str, results: list[dict[str, Any]]) -> None:
+    async def _put(self, namespace: str, pod: str, uid: str, results: list[dict[str, Any]]) -> bool:
         body = report(namespace, pod, uid, results)
         path = f"{REPORTS_API}/namespaces/{namespace}/reports"
         try:
@@ -92,11 +117,20 @@ class Reports:
             except Conflict:
                 existing = await self.kube.get(f"{path}/{uid}", urgent=False)
                 if existing is None:
-                    return
+                    return False
                 meta = {**body["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}
                 await self.kube.put(f"{path}/{uid}", {**body, "metadata": meta}, urgent=False)
         except Exception as error:
             logger.warning("Could not write the Report of pod %s/%s: %s", namespace, pod, error)
+            return False
+        return True
+
+
+def _says(results: list[dict[str, Any]]) -> str:
+    """What a Report says, to compare with what it should say: ``pass``, or the first result
+    and its rule (the code)."""
+    failing = [r for r in results if r.get("result") != "pass"]
+    return f"{failing[0].get('result')}:{failing[0].get('rule')}" if failing else "pass"
 
 
 def report_results(finding: Finding, at: datetime) -> list[dict[str, Any]]:
@@ -125,7 +159,12 @@ def report_results(finding: Finding, at: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _pass_result(at: datetime) -> dict[str, Any]:
+def pass_result(pod: Pod, at: datetime) -> dict[str, Any]:
+    """A judged pod that would be admitted now; its properties say how it was admitted."""
+    annotations = pod.metadata.annotations
+    properties = {"code": annotations.get(CODE_ANNOTATION, "")}
+    if annotations.get(LICENSE_ANNOTATION):
+        properties["license"] = annotations[LICENSE_ANNOTATION]
     return {
         "source": EVENT_SOURCE,
         "policy": REPORT_POLICY,
@@ -135,6 +174,7 @@ def _pass_result(at: datetime) -> dict[str, Any]:
         "result": "pass",
         "scored": True,
         "message": "the running pod would be admitted now",
+        "properties": properties,
         "timestamp": {"seconds": int(at.timestamp()), "nanos": 0},
     }
 
@@ -161,4 +201,4 @@ def report(namespace: str, pod: str, uid: str, results: list[dict[str, Any]]) ->
     }
 
 
-__all__ = ["REPORTS_API", "Reports", "number", "report", "report_results"]
+__all__ = ["REPORTS_API", "Reports", "number", "pass_result", "report", "report_results"]

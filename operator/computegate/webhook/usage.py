@@ -6,9 +6,12 @@ after every change) and counts the denials it answers in its own tally
 (``computegate.webhook.tally``). Only the elected replica writes (``flush``):
 
 - once a period has closed (and ``settle`` has passed, so the replicas' last denials are in
-  their tallies), one ``UsageRecord`` per tenant that used controlled compute, was admitted or
-  denied in it, chained by hash (``computegate.engine.usage``), labelled with its tenant and
-  its day; records older than the retention are deleted by that label, in one request;
+  their tallies), one ``UsageRecord`` per tenant that used controlled compute, was admitted,
+  denied or found in violation in it, chained by hash (``computegate.engine.usage``), with each
+  license's lowest cap of the period, labelled with its tenant and its day; records older than
+  the retention are deleted by that label, in one request. A leader that died partway through
+  a period's records leaves the rest to the next one: it writes the tenants of the newest
+  period that have no record yet (the records present are the marker of what is done);
 - every ``checkpoint_every``, a checkpoint of the open period (the runs that ended and the pods
   created so far) in a ConfigMap of the release namespace, so a new leader that did not watch
   the whole period continues from it instead of losing the runs that ended before it started.
@@ -25,6 +28,7 @@ import dataclasses
 import gzip
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +36,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from computegate.engine import ClusterState
-from computegate.engine.compliance import running_pods
+from computegate.engine.compliance import Finding, running_pods
 from computegate.engine.footprint import pod_uses
 from computegate.engine.usage import (
     GENESIS,
@@ -44,6 +48,7 @@ from computegate.engine.usage import (
     count_period,
     heads_in_audit_log,
     parse_head,
+    record_content,
 )
 from computegate.models.resources import GROUP, VERSION
 from computegate.vocabulary import CODE_ANNOTATION, LICENSE_ANNOTATION
@@ -97,10 +102,13 @@ class UsageRecorder:
     clock: Any = _now
     intervals: dict[str, Interval] = field(default_factory=dict)  # pod uid → its run
     admitted: dict[str, Admission] = field(default_factory=dict)  # pod uid → its admission
+    # Period start → tenant → the caps and violations seen in it (a count of nothing else).
+    sighted: dict[datetime, dict[str, TenantCount]] = field(default_factory=dict)
     head: tuple[int, str] | None = None  # the chain's head as last read or written
     # What the elected writer knows of its term; ``resign`` forgets it.
     _written_until: datetime | None = None
     _adopted: Checkpoint | None = None  # the checkpoint found at the start of the term
+    _present: tuple[datetime, set[str]] | None = None  # a period's tenants whose record exists
     _checkpoint_read: bool = False
     _checkpoint_version: str | None = None  # its resourceVersion: checkpoints are swapped on it
     _checkpointed: tuple[datetime, dict[str, Any]] | None = None  # when, and what, last written
@@ -121,10 +129,12 @@ class UsageRecorder:
 
     # ----- every replica -----
 
-    def observe(self) -> None:
+    def observe(self, findings: Sequence[Finding] = ()) -> None:
         """Count every stamped pod once, open an interval for every licensed pod that runs, close
-        those that ended, and forget what no period still to be written needs."""
+        those that ended, note every license's cap and the violations (``findings``, as the
+        compliance reconciler judged them), and forget what no period still to be written needs."""
         now = self.clock()
+        self._sight(now, findings)
         running: set[str] = set()
         for pod in running_pods(self.state):
             if CODE_ANNOTATION not in pod.metadata.annotations:
@@ -162,6 +172,18 @@ class UsageRecorder:
         # A pod still there stays counted (it must not be counted again); a gone one, while the
         # period it was created in can still be written.
         self.admitted = {u: a for u, a in self.admitted.items() if u in known or a.created >= oldest}
+        self.sighted = {p: s for p, s in self.sighted.items() if p + self.period > oldest}
+
+    def _sight(self, now: datetime, findings: Sequence[Finding]) -> None:
+        seen = self.sighted.setdefault(period_of(now, self.period), {})
+        for lic in self.state.licenses.values():
+            spec = lic.spec
+            count = seen.get(spec.tenant) or seen.setdefault(spec.tenant, TenantCount())
+            count.sight(lic.metadata.name, spec.max_tpp, spec.max_accelerators)
+        for finding in findings:
+            if finding.enforced and finding.tenant:  # a would-be violation (Audit) is not one
+                count = seen.get(finding.tenant) or seen.setdefault(finding.tenant, TenantCount())
+                count.violations[finding.code.value].add(finding.uid)
 
     def denied(self, tenant: str | None, code: str) -> None:
         """A denial this replica answered: into its tally, which the elected writer folds."""
@@ -185,6 +207,7 @@ class UsageRecorder:
         """No longer the writer: the next term starts from what is in the cluster then."""
         self._written_until = None
         self._adopted = None
+        self._present = None
         self._checkpoint_read = False
         self._checkpoint_version = None
         self._checkpointed = None
@@ -241,6 +264,7 @@ class UsageRecorder:
             start + self.period,
             adopted=self._adopted_for(start),
             until=until,
+            sighted=self.sighted.get(start),
         )
         content = Checkpoint(start, until, counts).to_dict()
         unchanged = {**content, "until": None}
@@ -275,47 +299,58 @@ class UsageRecorder:
         self._checkpointed = (now, unchanged)
 
     async def _resume(self, closed: datetime) -> datetime:
-        """Continue the chain where the records end (after a restart or a change of leader).
-        Only the records of the last periods are listed, by their day label: the newest ones
-        are there, and any older head is on the Lease already."""
+        """Continue the chain where the records end (after a restart or a change of leader):
+        with the newest period that has records, whose tenants without one are written then (a
+        leader may have died partway through its records), so none is written twice. Only the
+        records of the last periods are listed, by their day label: the newest ones are there,
+        and any older head is on the Lease already."""
         window = days_between(closed - 2 * self.period, closed)
-        last_end = await self._newest(selector=f"{DAY_LABEL} in ({','.join(window)})")
-        if last_end is None and self.head is None:
-            last_end = await self._newest(selector="")  # no head anywhere: is there a chain at all?
-        if last_end is None and self.head is None:
+        newest = await self._newest(selector=f"{DAY_LABEL} in ({','.join(window)})")
+        if newest is None and self.head is None:
+            newest = await self._newest(selector="")  # no head anywhere: is there a chain at all?
+        if newest is None and self.head is None:
             return closed  # nothing written yet: start with the period now open
-        return max(last_end or closed - self.period * 2, closed - self.period * 2)
+        earliest = closed - self.period * 2
+        if newest is None or newest[0] < earliest:
+            return earliest
+        self._present = newest
+        return newest[0]
 
-    async def _newest(self, *, selector: str) -> datetime | None:
-        last_end: datetime | None = None
+    async def _newest(self, *, selector: str) -> tuple[datetime, set[str]] | None:
+        """The newest period with records, and the tenants that have one in it."""
+        newest: tuple[datetime, set[str]] | None = None
         async for page in self.kube.pages(RECORDS, selector=selector):
             for item in page:
                 spec = item.get("spec") or {}
-                sequence = int(spec.get("sequence", -1))
-                if self.head is None or sequence > self.head[0]:
-                    self.head = (sequence, str(spec.get("hash")))
-                end = datetime.fromisoformat(str(spec.get("periodEnd")).replace("Z", "+00:00"))
-                last_end = end if last_end is None or end > last_end else last_end
-        return last_end
+                self._advance_head(spec)
+                start = datetime.fromisoformat(str(spec.get("periodStart")).replace("Z", "+00:00"))
+                if newest is None or start > newest[0]:
+                    newest = (start, set())
+                if start == newest[0]:
+                    newest[1].add(str(spec.get("tenant")))
+        return newest
+
+    def _advance_head(self, spec: Mapping[str, Any]) -> None:
+        sequence = int(spec.get("sequence", -1))
+        if self.head is None or sequence > self.head[0]:
+            self.head = (sequence, str(spec.get("hash")))
 
     async def _write_period(self, start: datetime, end: datetime) -> None:
         counts = count_period(
-            self.intervals.values(), self.admitted.values(), start, end, adopted=self._adopted_for(start)
+            self.intervals.values(),
+            self.admitted.values(),
+            start,
+            end,
+            adopted=self._adopted_for(start),
+            sighted=self.sighted.get(start),
         )
         denials = await self.tally.fold(start)
-        for tenant in sorted(set(counts) | set(denials)):
+        written = self._present[1] if self._present is not None and self._present[0] == start else set()
+        for tenant in sorted({t for t, count in counts.items() if count.active} | set(denials)):
+            if tenant in written:
+                continue  # written by an earlier leader that died before the rest
             count = counts.get(tenant, TenantCount())
-            content = {
-                "tenant": tenant,
-                "periodStart": stamp(start),
-                "periodEnd": stamp(end),
-                "licenses": {
-                    name: {key: f"{value:.6f}" for key, value in figures.items()}
-                    for name, figures in count.hours().items()
-                },
-                "admissions": dict(sorted(count.admissions.items())),
-                "denials": dict(sorted(denials.get(tenant, {}).items())),
-            }
+            content = record_content(tenant, stamp(start), stamp(end), count, denials.get(tenant, {}))
             sequence, previous = (self.head[0] + 1, self.head[1]) if self.head else (0, GENESIS)
             record = chain_record(content, sequence=sequence, previous=previous)
             name = record_name(tenant, start, self.period)
@@ -331,7 +366,13 @@ class UsageRecorder:
             try:
                 await self.kube.post(RECORDS, body, urgent=False)
             except Conflict:
+                # Written after the listing (by a leader that lost its lease meanwhile): the chain
+                # continues from it.
                 logger.warning("UsageRecord %s exists already: not written again", name)
+                selector = f"{TENANT_LABEL}={tenant[:63]},{DAY_LABEL}={day_of(start)}"
+                async for page in self.kube.pages(RECORDS, selector=selector):
+                    for item in page:
+                        self._advance_head(item.get("spec") or {})
                 continue
             self.head = (sequence, record["hash"])
             logger.info("Usage record %d: %s %s", sequence, tenant, stamp(start))
