@@ -219,6 +219,7 @@ def list_state(kubeconfig: Path, keep_all: bool, unshared: bool = False) -> dict
     from computegate.kubeclient import api_client, request
     from computegate.statefiles import Document, parse_state_object
     from computegate.vocabulary import STATE_KINDS
+    from computegate.webhook.review import Reviewer
     from computegate.webhook.runtime import Runtime
 
     state = ClusterState(builtin_catalog())
@@ -227,6 +228,7 @@ def list_state(kubeconfig: Path, keep_all: bool, unshared: bool = False) -> dict
     runtime = Runtime.__new__(Runtime)  # only what upsert touches
     runtime.state = state
     runtime.licenses_changed = asyncio.Event()
+    runtime.reviewer = Reviewer(state)  # the registration's exempt namespaces: none here
     with api_client(kubeconfig) as api:
         for kind in STATE_KINDS:
             if kind.version is None:
