@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from computegate.engine import Code
-from computegate.engine.compliance import next_change, rejudge
+from computegate.engine.compliance import next_change, rejudge, running_pods
 from computegate.models.resources import duration_seconds
 from tests.unit.conftest import NOW, StateFactory, license_, node, obj, pod, tenant
 from tests.unit.memory_kube import MemoryKube
@@ -85,6 +85,46 @@ def test_a_pod_that_ran_without_a_decision_is_judged_as_if_created_now(make_stat
     )
     state.upsert(obj(license_("lic", "acme", max_tpp=2 * H100_TPP)))
     assert rejudge(state, at=NOW) == []
+
+
+def test_an_unstamped_pod_without_a_license_is_evictable_a_stamped_one_is_not(
+    make_state: StateFactory,
+) -> None:
+    unstamped = running("before-install", 0, license_name=None)
+    del unstamped["metadata"]["annotations"]
+    stamped = running("admitted", 1, license_name=None)  # JurisdictionAllowed, then the rules changed
+    state = make_state(node("h100-node", H100), restricted(), unstamped, stamped)
+    by_name = {f.name: f for f in rejudge(state, at=NOW)}
+    assert {name: (f.code, f.admitted, f.evictable) for name, f in by_name.items()} == {
+        "before-install": (Code.NO_LICENSE, False, True),
+        "admitted": (Code.NO_LICENSE, True, False),
+    }
+
+
+def test_an_unstamped_licensed_pod_takes_no_place_under_the_cap(make_state: StateFactory) -> None:
+    """Admission counts only stamped pods against a license; so does the re-judging, or a pod
+    admitted into the room would be evicted again (and re-created, and evicted)."""
+    unstamped = running("before-install", 0, license_name=None)
+    del unstamped["metadata"]["annotations"]
+    state = make_state(
+        node("h100-node", H100),
+        restricted(),
+        license_("lic", "acme", max_tpp=H100_TPP),
+        unstamped,
+        running("admitted", 1),
+    )
+    assert rejudge(state, at=NOW) == []
+
+
+def test_unstamped_pods_that_use_no_accelerator_are_not_judged(make_state: StateFactory) -> None:
+    sandboxed = pod("sandboxed", "team", gpus=0, runtimeClassName="gvisor")
+    sandboxed["spec"]["containers"][0]["resources"] = {"limits": {"example.com/sriov-nic": 1}}
+    sandboxed["metadata"]["uid"] = "uid-sandboxed"
+    sandboxed["status"] = {"phase": "Running"}
+    unstamped = running("before-install", 0, license_name=None)
+    del unstamped["metadata"]["annotations"]
+    state = make_state(node("h100-node", H100), restricted(), sandboxed, unstamped)
+    assert [p.metadata.name for p in running_pods(state)] == ["before-install"]
 
 
 def test_a_lowered_cap_makes_the_newest_pods_beyond_it_the_violations(make_state: StateFactory) -> None:

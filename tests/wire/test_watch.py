@@ -200,6 +200,39 @@ async def test_a_failed_list_is_tried_again_after_a_backoff(unused_tcp_port: int
     assert len(asked) == 2 and asked[1] - asked[0] >= 0.9  # the first backoff is 1 s
 
 
+async def test_deep_objects_and_a_failing_handler_do_not_stop_the_reader(unused_tcp_port: int) -> None:
+    """The API server accepts JSON nested 10,000 levels deep (a claim's opaque parameters); an
+    unexpected error in handling one object is logged, and the kind is listed again."""
+    deep: Any = "leaf"
+    for _ in range(4000):
+        deep = [deep]
+    claim = _object("deep", "5", spec={"devices": {"config": [{"opaque": {"parameters": {"a": deep}}}]}})
+
+    async def claims(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        if request.path == "/apis/resource.k8s.io":
+            return aiohttp.web.json_response({"preferredVersion": {"version": "v1"}})
+        if request.query.get("watch"):
+            return await _events(request, {"type": "MODIFIED", "object": {**claim, "status": {}}})
+        return aiohttp.web.json_response({"items": [claim], "metadata": {"resourceVersion": "5"}})
+
+    seen: list[str] = []
+    listed: list[tuple[str, set[tuple[str, str]]]] = []
+
+    def on_event(kind: str, event_type: str, body: Any) -> None:
+        seen.append(event_type)
+        if len(seen) == 1:
+            raise KeyError("a bug in handling one object")
+
+    async with _api_server(unused_tcp_port, claims) as configuration:
+        watches = Watches(
+            configuration, [KIND["ResourceClaim"]], on_event=on_event, on_listed=lambda *a: listed.append(a)
+        )
+        await _run_until(watches, lambda: "MODIFIED" in seen)
+    assert seen[:2] == ["ADDED", "ADDED"]  # the first LIST failed in the handler; listed again
+    assert listed[0] == ("ResourceClaim", {("ns", "deep")})
+    assert "MODIFIED" in seen  # the deep object's watch event was decoded too
+
+
 def _runtime() -> Runtime:
     state = ClusterState(builtin_catalog())
     return Runtime(

@@ -439,4 +439,6 @@ async def test_the_operator_keeps_stamped_pods_and_unstamped_ones_that_may_use_a
 def test_which_unstamped_pods_may_use_accelerators(spec: dict[str, Any], kept: bool) -> None:
     from computegate.webhook.runtime import may_use_accelerators
 
-    assert may_use_accelerators(spec) is kept
+    assert may_use_accelerators({"metadata": {"name": "p"}, "spec": spec}) is kept
+    cdi = {"metadata": {"annotations": {"cdi.k8s.io/gpu": "nvidia.com/gpu=0"}}, "spec": spec}
+    assert may_use_accelerators(cdi)  # devices through the Container Device Interface

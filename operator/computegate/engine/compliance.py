@@ -13,18 +13,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from computegate.engine.decide import judge_running
+from computegate.engine.decide import footprint, judge_running
 from computegate.engine.indexes import NO_USAGE, Usage
 from computegate.engine.state import TERMINAL_PHASES, ClusterState
 from computegate.engine.verdict import Code, Verdict
 from computegate.models.kube import Pod
 from computegate.models.resources import Enforcement
-from computegate.vocabulary import LICENSE_ANNOTATION
+from computegate.vocabulary import CODE_ANNOTATION, LICENSE_ANNOTATION
 
 __all__ = ["NEVER_EVICTED", "Finding", "next_change", "rejudge", "running_pods"]
 
 # Codes that can come from state the operator lacks (a namespace or tenant it has not read, a
-# model no profile resolves, a license it does not see): reported, never acted upon.
+# model no profile resolves, a license it does not see): reported, never acted upon for a pod
+# ComputeGate admitted. A pod no decision stamped never had a license to lose: its NoLicense is
+# acted upon.
 NEVER_EVICTED = frozenset({Code.UNKNOWN_TENANT, Code.UNKNOWN_ACCELERATOR, Code.NO_LICENSE})
 
 _EPSILON = 1e-9  # fractional MIG shares must not fail a cap they exactly meet
@@ -45,6 +47,7 @@ class Finding:
     controlled_tpp: float
     controlled_accelerators: float
     since: datetime | None = None  # when it became so, when the state itself says (validUntil)
+    admitted: bool = True  # False: no decision stamped it (it ran while the webhooks were away)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -52,15 +55,31 @@ class Finding:
 
     @property
     def evictable(self) -> bool:
-        return self.enforced and self.code not in NEVER_EVICTED
+        if not self.enforced:
+            return False
+        return self.code not in NEVER_EVICTED or (self.code is Code.NO_LICENSE and not self.admitted)
 
 
 def running_pods(state: ClusterState) -> list[Pod]:
-    """The pods that have not finished, oldest first (ties by name): those a decision stamped,
-    and those that ran without one (created before ComputeGate was installed, or while its
-    webhooks were away), which are judged as if created now."""
-    found = [pod for pod in state.pods.values() if pod.status.phase not in TERMINAL_PHASES]
+    """The accelerator pods that have not finished, oldest first (ties by name): those a
+    decision stamped, and those that ran without one (created before ComputeGate was installed,
+    or while its webhooks were away) and ask for accelerators or reach devices, which are judged
+    as if created now."""
+    found = [
+        pod
+        for pod in state.pods.values()
+        if pod.status.phase not in TERMINAL_PHASES and (_admitted(pod) or _uses_accelerators(state, pod))
+    ]
     return sorted(found, key=_age_order)
+
+
+def _admitted(pod: Pod) -> bool:
+    return CODE_ANNOTATION in pod.metadata.annotations
+
+
+def _uses_accelerators(state: ClusterState, pod: Pod) -> bool:
+    fp = footprint(state, pod)
+    return bool(fp.uses or fp.device_access)
 
 
 def _age_order(pod: Pod) -> tuple[float, str, str]:
@@ -77,8 +96,8 @@ def rejudge(state: ClusterState, *, at: datetime) -> list[Finding]:
         if verdict.would_deny:
             findings.append(_finding(state, pod, verdict, verdict.code, verdict.message))
             continue
-        if verdict.code is not Code.LICENSED or verdict.license is None:
-            continue
+        if verdict.code is not Code.LICENSED or verdict.license is None or not _admitted(pod):
+            continue  # a pod no decision stamped consumes no license: only a stamp charges one
         lic = state.licenses[verdict.license]
         mine = Usage(verdict.controlled_tpp, verdict.controlled_accelerators)
         before = used.get(lic.metadata.name, NO_USAGE)
@@ -120,6 +139,7 @@ def _finding(state: ClusterState, pod: Pod, verdict: Verdict, code: Code, messag
         controlled_tpp=verdict.controlled_tpp,
         controlled_accelerators=verdict.controlled_accelerators,
         since=since,
+        admitted=_admitted(pod),
     )
 
 

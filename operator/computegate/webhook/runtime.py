@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from computegate.engine import ClusterState, Code
-from computegate.engine.asks import DEVICE_ENV_VARS
+from computegate.engine.asks import CDI_ANNOTATION_PREFIX, DEVICE_ENV_VARS
 from computegate.engine.ledger import ReserveRequest, exact
 from computegate.statefiles import Document, InputError, parse_state_object
 from computegate.vocabulary import (
@@ -142,7 +142,7 @@ class Runtime:
             return True
         if meta.get("namespace") in self.reviewer.exempt_namespaces:
             return False
-        return may_use_accelerators(pod.get("spec") or {})
+        return may_use_accelerators(pod)
 
     def _remove(self, kind: str, namespace: str, name: str) -> None:
         self.state.remove(kind, name, namespace or None)
@@ -308,10 +308,15 @@ def _check_served(webhook: str, request: Request) -> None:
         raise LookupError(f"the webhook {webhook} does not judge {what}")
 
 
-def may_use_accelerators(spec: Mapping[str, Any]) -> bool:
-    """A raw pod spec that asks for an extended resource (every accelerator resource is one:
-    ``vendor/name``), a resource claim, or devices without asking (a privileged container, a
-    device variable, a host path, a runtime class): the engine decides whether it is one."""
+def may_use_accelerators(pod: Mapping[str, Any]) -> bool:
+    """A raw pod that asks for an extended resource (every accelerator resource is one:
+    ``vendor/name``), a resource claim, or devices without asking (a CDI annotation, a privileged
+    container, a device variable, a host path, a runtime class): a coarse, cheap filter before
+    any parsing; the engine decides whether it uses accelerators (``running_pods``)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if any(str(key).startswith(CDI_ANNOTATION_PREFIX) for key in annotations):
+        return True
+    spec = pod.get("spec") or {}
     if spec.get("resourceClaims") or spec.get("runtimeClassName"):
         return True
     if any(volume.get("hostPath") for volume in spec.get("volumes") or [] if isinstance(volume, Mapping)):

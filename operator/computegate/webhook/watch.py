@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import ssl
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from computegate.vocabulary import StateKind
 logger = logging.getLogger(__name__)
 
 PAGE = 500
+JSON_DEPTH = 10_100  # the API server's limit (Go's decoder: 10,000), and room for our frames
 WATCH_SECONDS = 300
 BACKOFF_SECONDS = (1, 2, 5, 10)  # after consecutive failures; the last one repeats
 
@@ -79,6 +81,9 @@ class Watches:
 
     async def run(self) -> None:
         """List and watch every kind until cancelled."""
+        # The API server accepts JSON nested up to 10,000 levels (a claim's opaque parameters,
+        # say); Python's decoder stops at the recursion limit, 1,000 by default.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), JSON_DEPTH))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
         connector = aiohttp.TCPConnector(ssl=self._ssl())
         async with aiohttp.ClientSession(
@@ -121,12 +126,16 @@ class ListWatch:
             except _Expired:
                 logger.info("The watch of %s expired; listing them again", self.kind.plural)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
-                delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-                failures += 1
-                logger.warning(
-                    "Listing or watching %s failed (retrying in %d s): %s", self.kind.plural, delay, error
-                )
-                await asyncio.sleep(delay)
+                failures = await self._back_off(failures, error)
+            except Exception as error:  # one kind's reader never dies: the state would freeze
+                logger.exception("Reading %s failed unexpectedly", self.kind.plural)
+                failures = await self._back_off(failures, error)
+
+    async def _back_off(self, failures: int, error: BaseException) -> int:
+        delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+        logger.warning("Listing or watching %s failed (retrying in %d s): %s", self.kind.plural, delay, error)
+        await asyncio.sleep(delay)
+        return failures + 1
 
     async def _get(self, path: str, params: Mapping[str, str]) -> aiohttp.ClientResponse:
         return await self.session.get(path, params=params, headers=self.headers())
@@ -170,13 +179,19 @@ class ListWatch:
             if response.status == 410:
                 raise _Expired
             response.raise_for_status()
-            buffer = b""
+            pending = bytearray()
             async for chunk in response.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
+                # Only the new chunk is searched for the end of a line, so a large event costs
+                # time in proportion to its size, whatever the chunking.
+                start = len(pending)
+                pending += chunk
+                end = pending.find(b"\n", start)
+                while end != -1:
+                    line = bytes(pending[:end])
+                    del pending[: end + 1]
                     if line.strip():
                         version = self._event(json.loads(line), version)
+                    end = pending.find(b"\n")
         return version
 
     def _event(self, event: Mapping[str, Any], version: str) -> str:
