@@ -4,6 +4,8 @@ reordering (engine, and the CLI on an exported folder); its writer against an in
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,8 @@ from computegate.engine.usage import (
     record_content,
     verify_chain,
 )
-from computegate.webhook.tally import DenialTally
-from computegate.webhook.usage import UsageRecorder, heads_in_audit_log, period_of
+from computegate.webhook.tally import DenialTally, period_key, tally_name
+from computegate.webhook.usage import CHECKPOINT, UsageRecorder, heads_in_audit_log, period_of
 from tests.unit.conftest import StateFactory, license_, node, obj, pod, tenant
 from tests.unit.memory_kube import MemoryKube
 
@@ -538,3 +540,57 @@ async def test_a_leader_that_dies_partway_through_a_days_records_leaves_the_rest
     third.observe()
     await third.flush()
     assert len(records(kube)) == 3
+
+
+async def test_a_deleted_checkpoint_is_created_again(make_state: StateFactory) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    leader = replica(make_state, kube, clock, "leader", running_pod("a", DAY + timedelta(hours=1)))
+    leader.observe()
+    await leader.flush()
+    clock.at += timedelta(minutes=2)
+    gone(leader, "a")
+    leader.observe()
+    await leader.flush()
+    assert CHECKPOINT in kube.under(CONFIGMAPS)
+    await kube.delete(f"{CONFIGMAPS}/{CHECKPOINT}")
+    for minute in range(4, 8):
+        clock.at = DAY + timedelta(hours=1, minutes=minute)
+        leader.state.upsert(obj(running_pod(f"p{minute}", clock.at)))
+        leader.observe()
+        await leader.flush()
+    assert CHECKPOINT in kube.under(CONFIGMAPS)
+
+
+async def test_only_a_replicas_own_tally_with_whole_counts_is_folded(make_state: StateFactory) -> None:
+    kube, clock = MemoryKube(), Clock(DAY + timedelta(hours=1))
+    leader = replica(make_state, kube, clock, "leader")
+    for _ in range(5):
+        leader.denied("acme", "NoLicense")
+    day = period_key(period_of(DAY, timedelta(days=1)))
+    label = {"app.kubernetes.io/component": "denial-tally"}
+
+    def tally(name: str, identity: str, count: object) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "labels": label, "annotations": {"computegate.io/replica": identity}},
+            "data": {"denials.json": json.dumps({day: {"acme": {"NoLicense": count}}})},
+        }
+
+    await kube.post(CONFIGMAPS, tally("anything", "other", 7))  # not named after its replica
+    await kube.post(CONFIGMAPS, tally(tally_name("forger"), "forger", -5))  # not a count
+    await kube.post(CONFIGMAPS, tally(tally_name("other"), "other", 2))
+    totals = await leader.tally.fold(period_of(DAY, timedelta(days=1)))
+    assert totals == {"acme": {"NoLicense": 7}}  # its own 5 and the other replica's 2
+
+
+def test_long_tenant_names_make_valid_distinct_record_names_and_labels() -> None:
+    from computegate.webhook.usage import record_name, tenant_label
+
+    label_pattern = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    first, second = "a" * 62 + "-" + "x" * 190, "a" * 62 + "-" + "y" * 190  # same first 243
+    assert tenant_label("acme") == "acme"
+    assert record_name("acme", start, timedelta(days=1)) == "acme.2026-06-01"
+    labels = {tenant_label(first), tenant_label(second)}
+    names = {record_name(first, start, timedelta(days=1)), record_name(second, start, timedelta(days=1))}
+    assert len(labels) == 2 and all(len(v) <= 63 and label_pattern.match(v) for v in labels)
+    assert len(names) == 2 and all(len(v) <= 253 and v.endswith(".2026-06-01") for v in names)

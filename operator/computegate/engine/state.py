@@ -244,11 +244,12 @@ class ClusterState:
 
     def _sharing_containers(self, pod: Pod) -> Pod:
         """``pod`` holding the one kept copy of each container equal to its own: the replicas of
-        a template have equal containers, and models are frozen. A third of a kept pod's memory
+        a template have equal containers, and models are frozen. The key is the model's repr,
+        which keeps quantities exact (its JSON rounds them to thousandths). A third of a kept pod's memory
         was its containers (docs/benchmarks.md, "Lean state")."""
         spec = pod.spec
         shared = {
-            part: [self._shared_containers.setdefault(c.model_dump_json(), c) for c in getattr(spec, part)]
+            part: [self._shared_containers.setdefault(repr(c), c) for c in getattr(spec, part)]
             for part in ("containers", "init_containers", "ephemeral_containers")
         }
         return pod.model_copy(update={"spec": spec.model_copy(update=shared)})

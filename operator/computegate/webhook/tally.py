@@ -32,6 +32,7 @@ from computegate.webhook.kube import Kube
 logger = logging.getLogger(__name__)
 
 TALLY_KEY = "denials.json"
+REPLICA_ANNOTATION = "computegate.io/replica"  # who wrote it; its name is made from it
 COMPONENT = "denial-tally"
 LABELS = {"app.kubernetes.io/managed-by": "computegate", "app.kubernetes.io/component": COMPONENT}
 SELECTOR = f"app.kubernetes.io/component={COMPONENT}"
@@ -113,7 +114,7 @@ class DenialTally:
                     "app.kubernetes.io/managed-by": "computegate",
                     "app.kubernetes.io/component": COMPONENT,
                 },
-                "annotations": {"computegate.io/replica": self.identity},
+                "annotations": {REPLICA_ANNOTATION: self.identity},
             },
             "data": {TALLY_KEY: json.dumps(_encode(self.counts), sort_keys=True)},
         }
@@ -161,13 +162,24 @@ def _encode(counts: dict[datetime, Counts]) -> dict[str, dict[str, dict[str, int
     }
 
 
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"a count must be a whole number of 0 or more, not {value!r}")
+    return value
+
+
 def _decode(item: dict[str, Any]) -> dict[str, dict[str, Counter[str]]]:
-    """A tally's counts by period key; an unreadable tally counts nothing (and is logged)."""
+    """A tally's counts by period key; an unreadable tally, or a ConfigMap with the label that is
+    not named after the replica it says wrote it, counts nothing (and is logged)."""
+    meta = item.get("metadata") or {}
     try:
+        identity = str((meta.get("annotations") or {}).get(REPLICA_ANNOTATION) or "")
+        if not identity or meta.get("name") != tally_name(identity):
+            raise ValueError(f"not the tally of a replica (annotation {REPLICA_ANNOTATION}: {identity!r})")
         raw = json.loads(((item.get("data") or {}).get(TALLY_KEY)) or "{}")
         return {
             str(key): {
-                str(t): Counter({str(c): int(n) for c, n in codes.items()}) for t, codes in tenants.items()
+                str(t): Counter({str(c): _count(n) for c, n in codes.items()}) for t, codes in tenants.items()
             }
             for key, tenants in raw.items()
         }

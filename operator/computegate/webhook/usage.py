@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -79,7 +80,20 @@ def stamp(at: datetime) -> str:
 
 def record_name(tenant: str, start: datetime, period: timedelta) -> str:
     when = start.strftime("%Y-%m-%d") if period == DAY else start.strftime("%Y%m%dt%H%M%S")
-    return f"{tenant}.{when}"[:253]
+    return f"{_fit(tenant, 252 - len(when))}.{when}"
+
+
+def tenant_label(tenant: str) -> str:
+    return _fit(tenant, 63)
+
+
+def _fit(name: str, length: int) -> str:
+    """``name``, or when longer than ``length`` its start and a digest of the whole, so that two
+    long names never meet and the result still starts and ends with a letter or digit."""
+    if len(name) <= length:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: length - 11].rstrip('-.')}-{digest}"
 
 
 def day_of(at: datetime) -> str:
@@ -293,6 +307,8 @@ class UsageRecorder:
             return
         except ApiException as error:  # refused (too large, say): try again at the next one due
             logger.warning("Could not write the usage checkpoint: %s %s", error.status, error.reason)
+            if error.status == 404:
+                self._checkpoint_version = None  # deleted: the next one is created again
             self._checkpointed = (now, {})
             return
         self._checkpoint_version = str(written["metadata"]["resourceVersion"])
@@ -359,7 +375,7 @@ class UsageRecorder:
                 "kind": "UsageRecord",
                 "metadata": {
                     "name": name,
-                    "labels": {TENANT_LABEL: tenant[:63], DAY_LABEL: day_of(start)},
+                    "labels": {TENANT_LABEL: tenant_label(tenant), DAY_LABEL: day_of(start)},
                 },
                 "spec": record,
             }
@@ -369,7 +385,7 @@ class UsageRecorder:
                 # Written after the listing (by a leader that lost its lease meanwhile): the chain
                 # continues from it.
                 logger.warning("UsageRecord %s exists already: not written again", name)
-                selector = f"{TENANT_LABEL}={tenant[:63]},{DAY_LABEL}={day_of(start)}"
+                selector = f"{TENANT_LABEL}={tenant_label(tenant)},{DAY_LABEL}={day_of(start)}"
                 async for page in self.kube.pages(RECORDS, selector=selector):
                     for item in page:
                         self._advance_head(item.get("spec") or {})
