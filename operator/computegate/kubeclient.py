@@ -141,6 +141,25 @@ def request(
     return status, decoded
 
 
+def list_all(api: Any, path: str, *, limit: int = 500) -> list[JsonObject]:
+    """Every object of a collection, ``limit`` a request (``continue`` tokens); none when the
+    collection is not served (404). ``KubeApiError`` on any other refusal."""
+    items: list[JsonObject] = []
+    token = ""
+    while True:
+        query = {"limit": str(limit), **({"continue": token} if token else {})}
+        try:
+            page = request(api, "GET", path, query=query)[1]
+        except KubeApiError as error:
+            if error.status == 404:
+                return items
+            raise
+        items += page.get("items") or []
+        token = str((page.get("metadata") or {}).get("continue") or "")
+        if not token:
+            return items
+
+
 def apply(
     api: Any, path: str, obj: JsonObject, *, field_manager: str, force: bool = True
 ) -> tuple[int, JsonObject]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from computegate.engine.state import Catalog, ClusterState
-from computegate.kubeclient import KubeApiError, KubeconfigError, api_client, request
+from computegate.kubeclient import KubeApiError, KubeconfigError, api_client, list_all, request
 from computegate.statefiles import Document, InputError, parse_state_object
 from computegate.vocabulary import DRA_GROUP, STATE_KINDS
 
@@ -31,10 +31,10 @@ def load_live_state(kubeconfig: Path | None, catalog: Catalog) -> ClusterState:
         api.close()
 
 
-def _get(api: Any, path: str, query: dict[str, str] | None = None) -> dict[str, Any] | None:
+def _get(api: Any, path: str) -> dict[str, Any] | None:
     """One JSON answer; None when the server does not serve ``path`` (404)."""
     try:
-        return request(api, "GET", path, query=query)[1]
+        return request(api, "GET", path)[1]
     except KubeApiError as error:
         if error.status == 404:
             return None
@@ -44,17 +44,13 @@ def _get(api: Any, path: str, query: dict[str, str] | None = None) -> dict[str, 
 
 
 def _list(api: Any, path: str) -> list[dict[str, Any]]:
-    """Every object of one collection, a page at a time; none when it is not served."""
-    items: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        page = _get(api, path, {"limit": str(PAGE), **({"continue": token} if token else {})})
-        if page is None:
-            return items
-        items += page.get("items") or []
-        token = (page.get("metadata") or {}).get("continue") or ""
-        if not token:
-            return items
+    """Every object of one collection; none when it is not served."""
+    try:
+        return list_all(api, path, limit=PAGE)
+    except KubeApiError as error:
+        raise InputError(str(error)) from None
+    except ConnectionError as error:
+        raise InputError(f"cannot reach the API server: {error}") from None
 
 
 def _read(api: Any, catalog: Catalog) -> ClusterState:

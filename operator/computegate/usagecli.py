@@ -47,26 +47,13 @@ def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def live_records(kubeconfig: Path | None, *, page_size: int = 500) -> list[dict[str, Any]]:
     """Every UsageRecord of the cluster, ``page_size`` a request (``limit`` and ``continue``)."""
-    from computegate.kubeclient import KubeApiError, api_client, request
+    from computegate.kubeclient import KubeApiError, api_client, list_all
 
     api = api_client(kubeconfig)
-    items: list[dict[str, Any]] = []
-    token = ""
     try:
-        while True:
-            query = {"limit": str(page_size)} | ({"continue": token} if token else {})
-            try:
-                page = request(api, "GET", RECORDS, query=query)[1]
-            except KubeApiError as error:
-                if error.status == 404:  # the CRD is not installed: no record
-                    return []
-                raise SystemExit(f"computegate: cannot list UsageRecords: {error}") from None
-            except ConnectionError as error:
-                raise SystemExit(f"computegate: cannot list UsageRecords: {error}") from None
-            items += page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return items
+        return list_all(api, RECORDS, limit=page_size)  # none when the CRD is not installed
+    except (KubeApiError, ConnectionError) as error:
+        raise SystemExit(f"computegate: cannot list UsageRecords: {error}") from None
     finally:
         api.close()
 

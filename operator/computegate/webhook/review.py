@@ -275,15 +275,7 @@ class Reviewer:
                 )
         except InvalidObject as error:
             return Outcome.invalid(request, error, decision_id)
-        return Outcome(
-            scale,
-            verdict.allowed,
-            verdict.code.value,
-            verdict.message,
-            decision_id,
-            verdict=verdict,
-            warnings=verdict.warnings,
-        )
+        return Outcome.of(scale, verdict, decision_id)
 
     # ----- claims, subresources and namespaces: the guards -----
 
